@@ -1,0 +1,325 @@
+//! The shared state of one simulated cluster: the store, the timing knobs, the injected
+//! faults and the request log. The HTTP layer, the controllers and the library API all
+//! hold an `Arc<Cluster>`.
+
+use crate::store::Store;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The username the sim authenticates every valid token as.
+pub const USER: &str = "sim-admin";
+
+/// How fast simulated time-dependent things happen. Zero means "at the next controller
+/// pass", which is what most tests want; the demo and load tests use realistic values.
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    /// Added before answering every request.
+    pub latency: Duration,
+    /// From a pod's creation until its Ready condition turns True.
+    pub pod_ready_after: Duration,
+    /// Lag of the EndpointSlice/Endpoints controller behind pod changes.
+    pub endpoint_delay: Duration,
+    /// How long a deleted pod stays Terminating before it is removed; zero deletes at once.
+    pub pod_termination: Duration,
+}
+
+/// What a fault does to a matching request.
+#[derive(Debug, Clone)]
+pub enum FaultAction {
+    /// Answer with this status code (409, 429, 500, 503, ...) and upstream's Status body.
+    Status(u16),
+    /// 403 Forbidden with upstream's RBAC message.
+    Forbidden,
+    /// One entry per matching request: a code to fail with, or 0 to pass; the rule is
+    /// used up when the sequence ends.
+    Sequence(VecDeque<u16>),
+}
+
+/// A fault matcher in front of the store, like client-go fakes' reactors.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Kubernetes verb: get, list, watch, create, update, patch, delete; None = any.
+    pub verb: Option<String>,
+    /// Plural resource, optionally with a subresource: `services`, `deployments/scale`.
+    pub resource: Option<String>,
+    /// Only this object name.
+    pub name: Option<String>,
+    pub action: FaultAction,
+    /// Fraction of matching requests that fail (1.0 = all).
+    pub rate: f64,
+    /// Fail only this many times, then pass.
+    pub times: Option<u32>,
+}
+
+impl Fault {
+    pub fn new(verb: &str, resource: &str, action: FaultAction) -> Self {
+        Fault {
+            verb: (verb != "*").then(|| verb.to_string()),
+            resource: (resource != "*").then(|| resource.to_string()),
+            name: None,
+            action,
+            rate: 1.0,
+            times: None,
+        }
+    }
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+    pub fn times(mut self, n: u32) -> Self {
+        self.times = Some(n);
+        self
+    }
+    pub fn rate(mut self, r: f64) -> Self {
+        self.rate = r;
+        self
+    }
+
+    /// Parses the `--fault` flag: `VERB:RESOURCE=CODE[xN][@RATE]` or
+    /// `VERB:RESOURCE=seq:CODE,CODE,...` (0 passes) or `VERB:RESOURCE=forbidden`.
+    pub fn parse(spec: &str) -> Result<Fault, String> {
+        let (target, what) = spec.split_once('=').ok_or("expected VERB:RESOURCE=ACTION")?;
+        let (verb, resource) = target.split_once(':').ok_or("expected VERB:RESOURCE")?;
+        let (resource, name) = match resource.split_once('/') {
+            Some((r, n)) if !["status", "scale"].contains(&n) => (r.to_string(), Some(n.to_string())),
+            _ => (resource.to_string(), None),
+        };
+        let mut f = Fault::new(verb, &resource, FaultAction::Status(500));
+        f.name = name;
+        if what == "forbidden" {
+            f.action = FaultAction::Forbidden;
+        } else if let Some(seq) = what.strip_prefix("seq:") {
+            let codes: Result<VecDeque<u16>, _> = seq.split(',').map(str::parse).collect();
+            f.action = FaultAction::Sequence(codes.map_err(|e| format!("bad code in sequence: {e}"))?);
+        } else {
+            let (code, rate) = match what.split_once('@') {
+                Some((c, r)) => (c, Some(r)),
+                None => (what, None),
+            };
+            let (code, times) = match code.split_once('x') {
+                Some((c, n)) => (c, Some(n.parse().map_err(|_| format!("bad count {n}"))?)),
+                None => (code, None),
+            };
+            f.action = FaultAction::Status(code.parse().map_err(|_| format!("bad status code {code}"))?);
+            f.times = times;
+            if let Some(r) = rate {
+                f.rate = r.parse().map_err(|_| format!("bad rate {r}"))?;
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// Watch streams the server cuts short, to exercise client recovery.
+#[derive(Debug, Clone, Default)]
+pub struct WatchFaults {
+    pub close_after_events: Option<usize>,
+    pub close_after: Option<Duration>,
+}
+
+/// One served request, as tests and scripts see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: String,
+    pub code: u16,
+    pub user_agent: String,
+}
+
+/// The decision for one request after the faults were consulted.
+pub enum FaultOutcome {
+    Pass,
+    Fail(u16),
+    Forbidden,
+}
+
+pub struct Cluster {
+    pub store: Store,
+    timing: RwLock<Timing>,
+    faults: Mutex<Vec<Fault>>,
+    watch_faults: RwLock<WatchFaults>,
+    log: Mutex<Vec<LogEntry>>,
+    log_file: Mutex<Option<std::fs::File>>,
+    /// Wakes the controllers after a write.
+    pub kicked: Notify,
+    next_service_ip: AtomicU32,
+    next_pod_ip: AtomicU32,
+    next_node_port: AtomicU32,
+}
+
+impl Cluster {
+    pub fn new(timing: Timing) -> Self {
+        Cluster {
+            store: Store::new(),
+            timing: RwLock::new(timing),
+            faults: Mutex::new(Vec::new()),
+            watch_faults: RwLock::new(WatchFaults::default()),
+            log: Mutex::new(Vec::new()),
+            log_file: Mutex::new(None),
+            kicked: Notify::new(),
+            next_service_ip: AtomicU32::new(10),
+            next_pod_ip: AtomicU32::new(2),
+            next_node_port: AtomicU32::new(30080),
+        }
+    }
+
+    pub fn kick(&self) {
+        self.kicked.notify_one();
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_timing(&self, t: Timing) {
+        *self.timing.write().unwrap_or_else(|e| e.into_inner()) = t;
+        self.kick();
+    }
+
+    pub fn add_fault(&self, f: Fault) {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+    }
+
+    pub fn clear_faults(&self) {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.watch_faults.write().unwrap_or_else(|e| e.into_inner()) = WatchFaults::default();
+    }
+
+    pub fn set_watch_faults(&self, w: WatchFaults) {
+        *self.watch_faults.write().unwrap_or_else(|e| e.into_inner()) = w;
+    }
+
+    pub fn watch_faults(&self) -> WatchFaults {
+        self.watch_faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Consults the fault rules for a request, consuming counted and sequenced ones.
+    pub fn check_faults(&self, verb: &str, resource: &str, name: &str) -> FaultOutcome {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let base = resource.split('/').next().unwrap_or(resource);
+        for i in 0..faults.len() {
+            let f = &mut faults[i];
+            let verb_ok = f.verb.as_deref().is_none_or(|v| v == verb);
+            let res_ok = f.resource.as_deref().is_none_or(|r| r == resource || (r == base && !resource.contains('/')));
+            let name_ok = f.name.as_deref().is_none_or(|n| n == name);
+            if !(verb_ok && res_ok && name_ok) {
+                continue;
+            }
+            if f.rate < 1.0 && rand::random::<f64>() >= f.rate {
+                continue;
+            }
+            let outcome = match &mut f.action {
+                FaultAction::Status(code) => FaultOutcome::Fail(*code),
+                FaultAction::Forbidden => FaultOutcome::Forbidden,
+                FaultAction::Sequence(seq) => match seq.pop_front() {
+                    Some(0) => FaultOutcome::Pass,
+                    Some(code) => FaultOutcome::Fail(code),
+                    None => FaultOutcome::Pass,
+                },
+            };
+            let used_up = match (&mut f.times, &f.action) {
+                (_, FaultAction::Sequence(seq)) => seq.is_empty(),
+                (Some(n), _) => {
+                    *n = n.saturating_sub(1);
+                    *n == 0
+                }
+                (None, _) => false,
+            };
+            if used_up {
+                faults.remove(i);
+            }
+            return outcome;
+        }
+        FaultOutcome::Pass
+    }
+
+    /// Whether a Forbidden fault covers this request, without consuming anything
+    /// (SelfSubjectAccessReview answers from it, so `kubectl auth can-i` agrees with 403s).
+    pub fn would_forbid(&self, verb: &str, resource: &str, name: &str) -> bool {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.iter().any(|f| {
+            matches!(f.action, FaultAction::Forbidden)
+                && f.verb.as_deref().is_none_or(|v| v == verb)
+                && f.resource.as_deref().is_none_or(|r| r == resource)
+                && f.name.as_deref().is_none_or(|n| n.is_empty() || n == name)
+        })
+    }
+
+    pub fn record(&self, entry: LogEntry) {
+        if let Some(f) = self.log_file.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+            && let Ok(line) = serde_json::to_string(&entry)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+    }
+
+    pub fn set_log_file(&self, f: std::fs::File) {
+        *self.log_file.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    pub fn request_log(&self) -> Vec<LogEntry> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn clear_request_log(&self) {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Service ClusterIPs from 10.96.0.0/12, like a default kubeadm cluster.
+    pub fn allocate_service_ip(&self) -> String {
+        let n = self.next_service_ip.fetch_add(1, Ordering::Relaxed);
+        format!("10.96.{}.{}", n / 250, n % 250 + 1)
+    }
+
+    /// Pod IPs from 10.244.0.0/16.
+    pub fn allocate_pod_ip(&self) -> String {
+        let n = self.next_pod_ip.fetch_add(1, Ordering::Relaxed);
+        format!("10.244.{}.{}", n / 250, n % 250 + 1)
+    }
+
+    pub fn allocate_node_port(&self) -> u32 {
+        self.next_node_port.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_flags_parse() {
+        let f = Fault::parse("patch:services=409x2").unwrap();
+        assert_eq!(f.verb.as_deref(), Some("patch"));
+        assert_eq!(f.times, Some(2));
+        assert!(matches!(f.action, FaultAction::Status(409)));
+        let f = Fault::parse("*:deployments/scale=seq:0,503").unwrap();
+        assert!(f.verb.is_none() && f.resource.as_deref() == Some("deployments/scale"));
+        let f = Fault::parse("get:services/shop=forbidden").unwrap();
+        assert_eq!(f.name.as_deref(), Some("shop"));
+        assert!(Fault::parse("nonsense").is_err());
+    }
+
+    #[test]
+    fn counted_and_sequenced_faults_are_used_up() {
+        let c = Cluster::new(Timing::default());
+        c.add_fault(Fault::new("patch", "services", FaultAction::Status(409)).times(1));
+        c.add_fault(Fault::new("get", "pods", FaultAction::Sequence([0, 503].into())));
+        assert!(matches!(c.check_faults("patch", "services", "x"), FaultOutcome::Fail(409)));
+        assert!(matches!(c.check_faults("patch", "services", "x"), FaultOutcome::Pass));
+        assert!(matches!(c.check_faults("get", "pods", "x"), FaultOutcome::Pass));
+        assert!(matches!(c.check_faults("get", "pods", "x"), FaultOutcome::Fail(503)));
+        assert!(matches!(c.check_faults("get", "pods", "x"), FaultOutcome::Pass));
+        // A fault on the main resource does not hit its subresources.
+        c.add_fault(Fault::new("patch", "deployments", FaultAction::Status(500)));
+        assert!(matches!(c.check_faults("patch", "deployments/scale", "x"), FaultOutcome::Pass));
+    }
+}

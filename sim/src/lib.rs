@@ -1,0 +1,248 @@
+//! bluegreen-sim: a simulated Kubernetes API server for kubectl-bluegreen's tests and
+//! no-cluster demo. It speaks the real API over HTTPS so that kube-rs and the real
+//! `kubectl` talk to it as to a small cluster, and runs the Deployment, ReplicaSet,
+//! kubelet and EndpointSlice controllers inside, with injectable timing and faults.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let sim = bluegreen_sim::Sim::start().await?;
+//! sim.apply_yaml("default", "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}")?;
+//! let client = sim.client().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod cluster;
+pub mod controllers;
+pub mod discovery;
+pub mod error;
+pub mod ops;
+pub mod patch;
+pub mod resources;
+pub mod selector;
+pub mod semantics;
+pub mod server;
+pub mod store;
+pub mod table;
+pub mod tls;
+
+pub use cluster::{Cluster, Fault, FaultAction, LogEntry, Timing, WatchFaults};
+
+use anyhow::Context;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// The contract fixture the demo scenario loads (blue live, green idle, preview Service).
+pub const CONTRACT_FIXTURE: &str = include_str!("../../tests/fixtures/contract/app.yaml");
+
+/// A running simulated cluster. Dropping it stops the server and the controllers.
+pub struct Sim {
+    cluster: Arc<Cluster>,
+    url: String,
+    ca_pem: String,
+    token: String,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Sim {
+    /// Starts a cluster on a free loopback port with zero delays.
+    pub async fn start() -> anyhow::Result<Sim> {
+        Self::start_with(Timing::default()).await
+    }
+
+    pub async fn start_with(timing: Timing) -> anyhow::Result<Sim> {
+        let tls = tls::generate().context("generating TLS material")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1")?;
+        let addr = listener.local_addr()?;
+        let token = format!("sim-{:032x}", rand::random::<u128>());
+        let cluster = Arc::new(Cluster::new(timing));
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let rt = resources::find("", "v1", "namespaces").expect("namespaces");
+            ops::create(&cluster, rt, "", json!({"metadata": {"name": ns}}), &ops::WriteOpts::default())
+                .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
+        }
+        let ctx = Arc::new(server::ServerCtx { cluster: cluster.clone(), token: token.clone(), address: addr.to_string() });
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+        let accept_task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |req| server::handle(ctx.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                });
+            }
+        });
+        let controller_task = tokio::spawn(controllers::run(cluster.clone()));
+        Ok(Sim { cluster, url: format!("https://{addr}"), ca_pem: tls.ca_pem, token, tasks: vec![accept_task, controller_task] })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The shared state: store, faults, timing, request log.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    /// A kubeconfig whose cluster, user and context are all named `sim`.
+    pub fn kubeconfig_yaml(&self) -> String {
+        use base64::Engine;
+        let ca = base64::engine::general_purpose::STANDARD.encode(&self.ca_pem);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: sim\n  user:\n    token: {}\ncontexts:\n- name: sim\n  context:\n    cluster: sim\n    user: sim\n    namespace: default\ncurrent-context: sim\npreferences: {{}}\n",
+            self.url, self.token
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// A kube-rs client configured from the sim's kubeconfig.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// Creates (or replaces) every object of a multi-document YAML in `namespace`
+    /// (objects naming their own namespace keep it), as `kubectl apply` would.
+    pub fn apply_yaml(&self, namespace: &str, yaml: &str) -> anyhow::Result<Vec<Value>> {
+        let docs: Vec<Value> = serde_saphyr::from_str_multiple(yaml).context("parsing YAML")?;
+        let mut out = Vec::new();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            out.push(self.apply_object(namespace, doc)?);
+        }
+        Ok(out)
+    }
+
+    pub fn apply_object(&self, namespace: &str, doc: Value) -> anyhow::Result<Value> {
+        let api_version = doc["apiVersion"].as_str().unwrap_or("").to_string();
+        let kind = doc["kind"].as_str().unwrap_or("").to_string();
+        let rt = resources::by_kind(&api_version, &kind).with_context(|| format!("unsupported kind {api_version}/{kind}"))?;
+        let ns = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(namespace).to_string();
+        let name = store::name_of(&doc).to_string();
+        let opts = ops::WriteOpts::default();
+        let result = match ops::get(&self.cluster, rt, &ns, &name, ops::Sub::Main) {
+            Ok(_) => ops::update(&self.cluster, rt, &ns, &name, doc, ops::Sub::Main, &opts),
+            Err(_) => ops::create(&self.cluster, rt, &ns, doc, &opts),
+        };
+        result.map_err(|e| anyhow::anyhow!("{kind} {name}: {e}"))
+    }
+
+    /// Reads an object by plural resource name (`deployments`, `services`, ...).
+    pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        let rt = resources::RESOURCES.iter().find(|r| r.plural == plural)?;
+        self.cluster.store.get(rt.storage, if rt.namespaced { namespace } else { "" }, name)
+    }
+
+    /// Objects of a resource in a namespace.
+    pub fn list(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        let Some(rt) = resources::RESOURCES.iter().find(|r| r.plural == plural) else {
+            return Vec::new();
+        };
+        self.cluster.store.list(rt.storage, Some(namespace)).0
+    }
+
+    /// Waits until `cond` holds, re-checking after every change to the store (no polling,
+    /// no sleeping); fails after `timeout` naming `what`.
+    pub async fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&Sim) -> bool) -> anyhow::Result<()> {
+        let mut rx = self.cluster.store.subscribe_revision();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if cond(self) {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => anyhow::bail!("store closed while waiting for {what}"),
+                Err(_) => anyhow::bail!("timed out after {timeout:?} waiting for {what}"),
+            }
+        }
+    }
+
+    /// Waits until a Deployment has rolled out its latest generation and is fully available.
+    pub async fn wait_rolled_out(&self, namespace: &str, name: &str) -> anyhow::Result<()> {
+        self.wait_for(&format!("deployment {namespace}/{name} rolled out"), Duration::from_secs(30), |s| {
+            s.get("deployments", namespace, name).is_some_and(|d| deployment_complete(&d))
+        })
+        .await
+    }
+
+    /// Waits until every Deployment in the namespace is rolled out and every selecting
+    /// Service's EndpointSlices show exactly its ready pods.
+    pub async fn wait_converged(&self, namespace: &str) -> anyhow::Result<()> {
+        self.wait_for(&format!("namespace {namespace} converged"), Duration::from_secs(30), |s| s.converged(namespace)).await
+    }
+
+    fn converged(&self, namespace: &str) -> bool {
+        if !self.list("deployments", namespace).iter().all(deployment_complete) {
+            return false;
+        }
+        let pods = self.list("pods", namespace);
+        let slices = self.list("endpointslices", namespace);
+        self.list("services", namespace).iter().all(|svc| {
+            let Some(sel) = svc["spec"]["selector"].as_object().filter(|m| !m.is_empty()) else { return true };
+            let sel = selector::LabelSelector::from_map(sel);
+            let mut want: Vec<&str> = pods
+                .iter()
+                .filter(|p| sel.matches_object(p) && p["metadata"]["deletionTimestamp"].is_null())
+                .filter(|p| p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
+                .map(store::name_of)
+                .collect();
+            let mut have: Vec<&str> = slices
+                .iter()
+                .filter(|s| s.pointer("/metadata/labels/kubernetes.io~1service-name") == Some(&svc["metadata"]["name"]))
+                .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .filter_map(|e| e["targetRef"]["name"].as_str())
+                .collect();
+            want.sort();
+            have.sort();
+            want == have
+        })
+    }
+
+    /// Loads the demo scenario: the contract fixture in `default`, converged.
+    pub async fn load_demo(&self) -> anyhow::Result<()> {
+        self.apply_yaml("default", CONTRACT_FIXTURE)?;
+        self.wait_converged("default").await
+    }
+}
+
+/// Upstream's "rollout complete": latest generation observed, every replica updated,
+/// available, and no old replicas left.
+pub fn deployment_complete(d: &Value) -> bool {
+    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let st = &d["status"];
+    let n = |k: &str| st[k].as_i64().unwrap_or(0);
+    st["observedGeneration"].as_i64() >= d["metadata"]["generation"].as_i64()
+        && n("updatedReplicas") == want
+        && n("replicas") == want
+        && n("availableReplicas") == want
+}

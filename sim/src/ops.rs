@@ -1,0 +1,521 @@
+//! The API verbs with their semantics, shared by the HTTP layer and the in-server
+//! controllers (upstream controllers also write through the API): create (generateName,
+//! defaults, validation), update (optimistic concurrency, generation bumped only on spec
+//! changes, status only through the status subresource), patch, the scale subresource,
+//! delete (graceful pods, cascading through ownerReferences) and dry runs.
+
+use crate::cluster::Cluster;
+use crate::error::{ApiError, ApiResult};
+use crate::patch::{self, PatchType};
+use crate::resources::{self, ResourceType};
+use crate::selector::LabelSelector;
+use crate::semantics;
+use crate::store::{name_of, now_rfc3339, rv_of, uid_of};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    Main,
+    Status,
+    Scale,
+}
+
+impl Sub {
+    pub fn parse(s: Option<&str>) -> Option<Sub> {
+        match s {
+            None => Some(Sub::Main),
+            Some("status") => Some(Sub::Status),
+            Some("scale") => Some(Sub::Scale),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Sub::Main => None,
+            Sub::Status => Some("status"),
+            Sub::Scale => Some("scale"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WriteOpts {
+    pub dry_run: bool,
+    pub strict: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    pub dry_run: bool,
+    pub propagation: Option<String>,
+    pub grace_seconds: Option<i64>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<u64>,
+}
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Five random characters from the alphabet upstream uses for generated names.
+pub fn random_suffix() -> String {
+    (0..5)
+        .map(|_| NAME_CHARS[rand::random_range(0..NAME_CHARS.len())] as char)
+        .collect()
+}
+
+// ---- events: one storage seen through core/v1 and events.k8s.io/v1 ----
+
+fn move_field(from: &mut Value, to: &mut Value, a: &str, b: &str) {
+    if let Some(v) = from.as_object_mut().and_then(|m| m.remove(a))
+        && !v.is_null()
+    {
+        to[b] = v;
+    }
+}
+
+/// Stored (core/v1) form → the form served for `rt`.
+pub fn to_served(rt: &ResourceType, mut obj: Value) -> Value {
+    if rt.group == "events.k8s.io" {
+        let mut out = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event"});
+        for (a, b) in [
+            ("metadata", "metadata"),
+            ("involvedObject", "regarding"),
+            ("message", "note"),
+            ("reason", "reason"),
+            ("type", "type"),
+            ("related", "related"),
+            ("action", "action"),
+            ("series", "series"),
+            ("eventTime", "eventTime"),
+            ("reportingInstance", "reportingInstance"),
+            ("source", "deprecatedSource"),
+            ("firstTimestamp", "deprecatedFirstTimestamp"),
+            ("lastTimestamp", "deprecatedLastTimestamp"),
+            ("count", "deprecatedCount"),
+        ] {
+            move_field(&mut obj, &mut out, a, b);
+        }
+        if let Some(c) = obj.get("reportingComponent").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            out["reportingController"] = json!(c);
+        } else if let Some(c) = out.pointer("/deprecatedSource/component").cloned() {
+            out["reportingController"] = c;
+        }
+        return out;
+    }
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
+    obj
+}
+
+/// Served form → stored (core/v1) form.
+pub fn to_stored(rt: &ResourceType, mut obj: Value) -> Value {
+    if rt.group == "events.k8s.io" {
+        let mut out = json!({"apiVersion": "v1", "kind": "Event"});
+        for (a, b) in [
+            ("metadata", "metadata"),
+            ("regarding", "involvedObject"),
+            ("note", "message"),
+            ("reason", "reason"),
+            ("type", "type"),
+            ("related", "related"),
+            ("action", "action"),
+            ("series", "series"),
+            ("eventTime", "eventTime"),
+            ("reportingInstance", "reportingInstance"),
+            ("reportingController", "reportingComponent"),
+            ("deprecatedSource", "source"),
+            ("deprecatedFirstTimestamp", "firstTimestamp"),
+            ("deprecatedLastTimestamp", "lastTimestamp"),
+            ("deprecatedCount", "count"),
+        ] {
+            move_field(&mut obj, &mut out, a, b);
+        }
+        if out["involvedObject"].is_null() {
+            out["involvedObject"] = json!({});
+        }
+        return out;
+    }
+    obj["apiVersion"] = json!(rt.api_version());
+    obj["kind"] = json!(rt.kind);
+    obj
+}
+
+fn storage_rt(rt: &ResourceType) -> &'static ResourceType {
+    resources::by_storage(rt.storage)
+}
+
+fn check_namespace(c: &Cluster, rt: &ResourceType, ns: &str) -> ApiResult<()> {
+    if rt.namespaced && c.store.get("namespaces", "", ns).is_none() {
+        return Err(ApiError::namespace_not_found(ns));
+    }
+    Ok(())
+}
+
+fn strict_check(rt: &ResourceType, obj: &Value, opts: &WriteOpts) -> ApiResult<()> {
+    if !opts.strict {
+        return Ok(());
+    }
+    let unknown = semantics::unknown_fields(rt, obj).map_err(|e| {
+        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", rt.kind, rt.version, rt.kind))
+    })?;
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    Err(ApiError::bad_request(format!(
+        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+        rt.kind,
+        rt.version,
+        rt.kind,
+        fields.join(", ")
+    )))
+}
+
+fn invalid_unless_empty(rt: &ResourceType, name: &str, causes: semantics::Causes) -> ApiResult<()> {
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(rt, name, &causes))
+    }
+}
+
+/// Creates an object in `ns` (ignored for cluster-scoped types).
+pub fn create(c: &Cluster, rt: &'static ResourceType, ns: &str, mut obj: Value, opts: &WriteOpts) -> ApiResult<Value> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body of the request was not a valid object"));
+    }
+    strict_check(rt, &obj, opts)?;
+    if rt.namespaced {
+        check_namespace(c, rt, ns)?;
+        match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            }
+            _ => {}
+        }
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    let md = &mut obj["metadata"];
+    if rt.namespaced {
+        md["namespace"] = json!(ns);
+    } else if let Some(m) = md.as_object_mut() {
+        m.remove("namespace");
+    }
+    let name = md["name"].as_str().unwrap_or("").to_string();
+    if name.is_empty() {
+        match md["generateName"].as_str() {
+            Some(prefix) if !prefix.is_empty() => md["name"] = json!(format!("{prefix}{}", random_suffix())),
+            _ => {
+                return Err(ApiError::invalid(
+                    rt,
+                    "",
+                    &[("metadata.name".into(), "FieldValueRequired", "Required value: name or generateName is required".into())],
+                ));
+            }
+        }
+    }
+    let mut obj = to_stored(rt, obj);
+    let srt = storage_rt(rt);
+    if let Some(m) = obj["metadata"].as_object_mut() {
+        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+            m.remove(k);
+        }
+    }
+    if srt.status_subresource && srt.kind != "Namespace" {
+        if let Some(m) = obj.as_object_mut() {
+            m.remove("status");
+        }
+    }
+    semantics::apply_defaults(srt, &mut obj);
+    prepare_new(c, srt, &mut obj);
+    invalid_unless_empty(rt, name_of(&obj), semantics::validate(srt, &obj, None))?;
+    let name = name_of(&obj).to_string();
+    if c.store.get(srt.storage, crate::store::ns_of(&obj), &name).is_some() {
+        return Err(ApiError::already_exists(rt, &name));
+    }
+    obj["metadata"]["uid"] = json!(c.store.new_uid());
+    obj["metadata"]["creationTimestamp"] = json!(now_rfc3339());
+    if srt.has_generation {
+        obj["metadata"]["generation"] = json!(1);
+    }
+    let stored = if opts.dry_run { obj } else { c.store.create(srt.storage, obj)? };
+    if !opts.dry_run {
+        c.kick();
+    }
+    Ok(to_served(rt, stored))
+}
+
+/// Fields the server fills on create: Service cluster IPs and node ports, Namespace phase.
+fn prepare_new(c: &Cluster, rt: &ResourceType, obj: &mut Value) {
+    match rt.kind {
+        "Service" => {
+            let spec = &mut obj["spec"];
+            if spec["type"] != "ExternalName" && spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+                let ip = c.allocate_service_ip();
+                spec["clusterIP"] = json!(ip);
+                spec["clusterIPs"] = json!([ip]);
+            } else if spec["clusterIPs"].is_null() && spec["clusterIP"].is_string() {
+                spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
+            }
+            if spec["type"] == "LoadBalancer" || spec["type"] == "NodePort" {
+                if let Some(ports) = spec["ports"].as_array_mut() {
+                    for p in ports {
+                        if p["nodePort"].is_null() {
+                            p["nodePort"] = json!(c.allocate_node_port());
+                        }
+                    }
+                }
+            }
+            obj["status"] = json!({"loadBalancer": {}});
+        }
+        "Namespace" => obj["status"] = json!({"phase": "Active"}),
+        "Pod" => obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"}),
+        _ => {}
+    }
+}
+
+pub fn get(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, sub: Sub) -> ApiResult<Value> {
+    let obj = c
+        .store
+        .get(rt.storage, if rt.namespaced { ns } else { "" }, name)
+        .ok_or_else(|| ApiError::not_found(rt, name))?;
+    Ok(match sub {
+        Sub::Scale => to_scale(&obj),
+        _ => to_served(rt, obj),
+    })
+}
+
+/// The `autoscaling/v1` Scale view of a Deployment or ReplicaSet.
+pub fn to_scale(obj: &Value) -> Value {
+    let selector = LabelSelector::from_object(&obj["spec"]["selector"]).unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"],
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector.to_query()},
+    })
+}
+
+/// Replaces an object (PUT), or its status or scale.
+pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body: Value, sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request("the body of the request was not a valid object"));
+    }
+    let ns = if rt.namespaced { ns } else { "" };
+    let current = c.store.get(rt.storage, ns, name).ok_or_else(|| ApiError::not_found(rt, name))?;
+    let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    if !body_name.is_empty() && body_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    let expected = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}"))))
+        .transpose()?;
+    if let Some(e) = expected
+        && rv_of(&current) != Some(e)
+    {
+        return Err(ApiError::conflict(rt, name));
+    }
+    let srt = storage_rt(rt);
+    let mut next = match sub {
+        Sub::Scale => {
+            let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            let mut n = current.clone();
+            n["spec"]["replicas"] = json!(replicas);
+            n
+        }
+        Sub::Status => {
+            let mut n = current.clone();
+            n["status"] = to_stored(rt, body)["status"].clone();
+            n
+        }
+        Sub::Main => {
+            strict_check(rt, &body, opts)?;
+            let mut n = to_stored(rt, body);
+            if n["metadata"].is_null() {
+                n["metadata"] = json!({});
+            }
+            for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+                let v = current["metadata"][k].clone();
+                if v.is_null() {
+                    if let Some(m) = n["metadata"].as_object_mut() {
+                        m.remove(k);
+                    }
+                } else {
+                    n["metadata"][k] = v;
+                }
+            }
+            if srt.status_subresource {
+                n["status"] = current["status"].clone();
+            }
+            if srt.kind == "Service" {
+                for k in ["clusterIP", "clusterIPs"] {
+                    if n["spec"][k].is_null() || n["spec"][k] == "" {
+                        n["spec"][k] = current["spec"][k].clone();
+                    }
+                }
+                // Node ports are kept by port when an update omits them.
+                if let (Some(new_ports), Some(old_ports)) = (n["spec"]["ports"].as_array_mut(), current["spec"]["ports"].as_array()) {
+                    for p in new_ports {
+                        if p["nodePort"].is_null()
+                            && let Some(o) = old_ports.iter().find(|o| o["port"] == p["port"])
+                            && !o["nodePort"].is_null()
+                        {
+                            p["nodePort"] = o["nodePort"].clone();
+                        }
+                    }
+                }
+            }
+            semantics::apply_defaults(srt, &mut n);
+            n
+        }
+    };
+    if next.get("status").is_some_and(Value::is_null) {
+        if let Some(m) = next.as_object_mut() {
+            m.remove("status");
+        }
+    }
+    invalid_unless_empty(rt, name, semantics::validate(srt, &next, Some(&current)))?;
+    if srt.has_generation && next["spec"] != current["spec"] {
+        let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
+        next["metadata"]["generation"] = json!(g + 1);
+    }
+    let stored = if opts.dry_run {
+        next
+    } else {
+        let s = c.store.update(srt.storage, next, rv_of(&current))?;
+        c.kick();
+        s
+    };
+    Ok(match sub {
+        Sub::Scale => to_scale(&stored),
+        _ => to_served(rt, stored),
+    })
+}
+
+/// PATCH: apply the patch to the current object (or its Scale), then update. A
+/// `metadata.resourceVersion` in the patch is a precondition.
+#[allow(clippy::too_many_arguments)]
+pub fn patch(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, content_type: &str, body: &[u8], sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+    let kind = PatchType::from_content_type(content_type)?;
+    let ns_key = if rt.namespaced { ns } else { "" };
+    let current = c.store.get(rt.storage, ns_key, name).ok_or_else(|| ApiError::not_found(rt, name))?;
+    let original = match sub {
+        Sub::Scale => to_scale(&current),
+        _ => to_served(rt, current.clone()),
+    };
+    let mut patched = patch::apply(kind, &original, body)?;
+    let patched_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+    if !patched_rv.is_empty() && Some(patched_rv.as_str()) != original.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+        return Err(ApiError::conflict(rt, name));
+    }
+    // The update below must be guarded by the version the patch was applied to, so that
+    // a concurrent write between read and write is retried rather than lost.
+    patched["metadata"]["resourceVersion"] = original["metadata"]["resourceVersion"].clone();
+    if sub == Sub::Main && opts.strict {
+        strict_check(rt, &patched, opts)?;
+    }
+    update(c, rt, ns, name, patched, sub, &WriteOpts { strict: false, ..opts.clone() })
+}
+
+/// DELETE, with graceful pod termination and cascading per `propagationPolicy`.
+pub fn delete(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Value> {
+    let ns = if rt.namespaced { ns } else { "" };
+    let current = c.store.get(rt.storage, ns, name).ok_or_else(|| ApiError::not_found(rt, name))?;
+    if let Some(uid) = &opts.precondition_uid
+        && uid != uid_of(&current)
+    {
+        return Err(ApiError::precondition_failed(
+            rt,
+            name,
+            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", uid_of(&current)),
+        ));
+    }
+    if opts.dry_run {
+        return Ok(to_served(rt, current));
+    }
+    let srt = storage_rt(rt);
+    if srt.kind == "Pod" {
+        let grace = opts
+            .grace_seconds
+            .or_else(|| current["spec"]["terminationGracePeriodSeconds"].as_i64())
+            .unwrap_or(30);
+        if grace > 0 && !c.timing().pod_termination.is_zero() {
+            // Graceful: the pod turns Terminating (not ready) and the kubelet removes it
+            // once its containers have stopped.
+            if current["metadata"]["deletionTimestamp"].is_null() {
+                let mut next = current.clone();
+                next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+                next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                let stored = c.store.update(srt.storage, next, opts.precondition_rv.or(rv_of(&current)))?;
+                c.kick();
+                return Ok(to_served(rt, stored));
+            }
+            return Ok(to_served(rt, current));
+        }
+    }
+    let propagation = opts.propagation.as_deref().unwrap_or("Background");
+    let uid = uid_of(&current).to_string();
+    if propagation == "Orphan" {
+        orphan_dependents(c, &uid);
+    }
+    if propagation == "Foreground" {
+        delete_dependents(c, &uid);
+    }
+    let gone = c.store.delete(srt.storage, ns, name, opts.precondition_rv)?;
+    if srt.kind == "Namespace" {
+        for r in resources::RESOURCES.iter().filter(|r| r.namespaced && r.storage == r.plural && !r.storage.is_empty()) {
+            for o in c.store.list(r.storage, Some(name)).0 {
+                let _ = c.store.delete(r.storage, name, name_of(&o), None);
+            }
+        }
+    }
+    c.kick();
+    Ok(to_served(rt, gone))
+}
+
+/// Everything whose ownerReferences name `owner_uid`: (storage, namespace, name).
+pub fn dependents_of(c: &Cluster, owner_uid: &str) -> Vec<(&'static str, String, String)> {
+    let mut out = Vec::new();
+    for storage in ["replicasets", "pods", "endpointslices", "events"] {
+        out.extend(c.store.scan(storage, None, |o| {
+            let owned = o["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid));
+            owned.then(|| (storage, crate::store::ns_of(o).to_string(), name_of(o).to_string()))
+        }));
+    }
+    out
+}
+
+fn delete_dependents(c: &Cluster, owner_uid: &str) {
+    for (storage, ns, name) in dependents_of(c, owner_uid) {
+        let rt = resources::by_storage(storage);
+        let opts = DeleteOpts { propagation: Some("Foreground".into()), grace_seconds: Some(0), ..Default::default() };
+        let _ = delete(c, rt, &ns, &name, &opts);
+    }
+}
+
+fn orphan_dependents(c: &Cluster, owner_uid: &str) {
+    for (storage, ns, name) in dependents_of(c, owner_uid) {
+        if let Some(mut o) = c.store.get(storage, &ns, &name) {
+            let rv = rv_of(&o);
+            if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
+                refs.retain(|r| r["uid"] != owner_uid);
+            }
+            let _ = c.store.update(storage, o, rv);
+        }
+    }
+}

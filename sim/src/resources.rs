@@ -1,0 +1,281 @@
+//! The API surface the simulator serves: one row per resource type, read by discovery,
+//! routing, the OpenAPI stub and the store. Adding a resource is adding a row here.
+
+/// One served resource (a group/version/plural), as discovery describes it.
+#[derive(Debug)]
+pub struct ResourceType {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    /// Subresources served under `<plural>/<sub>`.
+    pub subresources: &'static [&'static str],
+    /// Where objects live: two versions of one resource (core/v1 and events.k8s.io/v1
+    /// events) share one storage, as upstream stores one object and converts on read.
+    pub storage: &'static str,
+    /// Whether writes to `spec` bump `metadata.generation` (upstream: workloads do).
+    pub has_generation: bool,
+    /// Whether the main resource ignores `status` on writes (there is a status subresource).
+    pub status_subresource: bool,
+    pub categories: &'static [&'static str],
+}
+
+const RW: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+const CREATE_ONLY: &[&str] = &["create"];
+const NS_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `deployments.apps`, `services`: the name upstream puts in error messages.
+    pub fn group_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.to_string()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn is_review(&self) -> bool {
+        self.verbs == CREATE_ONLY
+    }
+}
+
+pub static RESOURCES: &[ResourceType] = &[
+    ResourceType {
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        verbs: NS_VERBS,
+        subresources: &["status"],
+        storage: "namespaces",
+        has_generation: false,
+        status_subresource: true,
+        categories: &[],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        namespaced: true,
+        short_names: &["po"],
+        verbs: RW,
+        subresources: &["status"],
+        storage: "pods",
+        has_generation: false,
+        status_subresource: true,
+        categories: &["all"],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        namespaced: true,
+        short_names: &["svc"],
+        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        subresources: &["status"],
+        storage: "services",
+        has_generation: false,
+        status_subresource: true,
+        categories: &["all"],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        namespaced: true,
+        short_names: &["ep"],
+        verbs: RW,
+        subresources: &[],
+        storage: "endpoints",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+    ResourceType {
+        group: "",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        verbs: RW,
+        subresources: &[],
+        storage: "events",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+    ResourceType {
+        group: "events.k8s.io",
+        version: "v1",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        namespaced: true,
+        short_names: &["ev"],
+        verbs: RW,
+        subresources: &[],
+        storage: "events",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+    ResourceType {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        namespaced: true,
+        short_names: &["deploy"],
+        verbs: RW,
+        subresources: &["scale", "status"],
+        storage: "deployments",
+        has_generation: true,
+        status_subresource: true,
+        categories: &["all"],
+    },
+    ResourceType {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        namespaced: true,
+        short_names: &["rs"],
+        verbs: RW,
+        subresources: &["scale", "status"],
+        storage: "replicasets",
+        has_generation: true,
+        status_subresource: true,
+        categories: &["all"],
+    },
+    ResourceType {
+        group: "discovery.k8s.io",
+        version: "v1",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        namespaced: true,
+        short_names: &[],
+        verbs: RW,
+        subresources: &[],
+        storage: "endpointslices",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+    ResourceType {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+        singular: "lease",
+        namespaced: true,
+        short_names: &[],
+        verbs: RW,
+        subresources: &[],
+        storage: "leases",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+    ResourceType {
+        group: "authorization.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        singular: "selfsubjectaccessreview",
+        namespaced: false,
+        short_names: &[],
+        verbs: CREATE_ONLY,
+        subresources: &[],
+        storage: "",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+    ResourceType {
+        group: "authentication.k8s.io",
+        version: "v1",
+        kind: "SelfSubjectReview",
+        plural: "selfsubjectreviews",
+        singular: "selfsubjectreview",
+        namespaced: false,
+        short_names: &[],
+        verbs: CREATE_ONLY,
+        subresources: &[],
+        storage: "",
+        has_generation: false,
+        status_subresource: false,
+        categories: &[],
+    },
+];
+
+/// The resource served at `group/version/plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
+    RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The canonical (stored) resource type for a storage name.
+pub fn by_storage(storage: &str) -> &'static ResourceType {
+    RESOURCES
+        .iter()
+        .find(|r| r.storage == storage)
+        .unwrap_or_else(|| panic!("unknown storage {storage}"))
+}
+
+/// The resource type of a manifest's apiVersion + kind (for loading fixtures).
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static ResourceType> {
+    RESOURCES
+        .iter()
+        .find(|r| r.api_version() == api_version && r.kind == kind)
+}
+
+/// Group versions in discovery order.
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
