@@ -159,8 +159,23 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
+/// Drops nulls and empty maps/lists, so templates compare as upstream's semantic
+/// equality does (`kubectl rollout undo` sends `creationTimestamp: null` and `{}`s).
+fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), normalized(v)))
+                .filter(|(_, v)| !(v.is_null() || v.as_object().is_some_and(|m| m.is_empty()) || v.as_array().is_some_and(|a| a.is_empty())))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
+}
+
 fn without_hash_label(template: &Value) -> Value {
-    let mut t = template.clone();
+    let mut t = normalized(template);
     if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
         l.remove(HASH_LABEL);
     }
@@ -269,13 +284,14 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     all.sort_by_key(revision_of);
     let max_revision = all.iter().map(revision_of).max().unwrap_or(0);
     let paused = spec["paused"] == true;
-    let mut new_rs = all.iter().find(|rs| without_hash_label(&rs["spec"]["template"]) == *template).cloned();
+    let wanted_template = normalized(template);
+    let mut new_rs = all.iter().find(|rs| without_hash_label(&rs["spec"]["template"]) == wanted_template).cloned();
     let mut created_new = false;
 
     if !paused {
         match &new_rs {
             None => {
-                let hash = template_hash(template);
+                let hash = template_hash(&wanted_template);
                 let mut t = template.clone();
                 t["metadata"]["labels"][HASH_LABEL] = json!(hash);
                 let mut selector = spec["selector"].clone();

@@ -17,6 +17,7 @@ pub mod discovery;
 pub mod error;
 pub mod ops;
 pub mod patch;
+pub mod proto;
 pub mod resources;
 pub mod selector;
 pub mod semantics;

@@ -234,7 +234,14 @@ async fn serve_resource(ctx: &ServerCtx, c: &Cluster, method: &Method, t: &Targe
         }
         "list" => list(c, rt, t.namespace.as_deref(), q, wants_table, include).map(|v| json_response(200, &v)),
         "watch" => watch(c, rt, t.namespace.clone(), q, wants_table, include),
-        "create" if rt.is_review() => Ok(json_response(201, &review(c, rt, parse_body()?))),
+        "create" if rt.is_review() => {
+            let review_body = if content_type.contains("protobuf") {
+                crate::proto::decode_review(body).ok_or_else(|| ApiError::bad_request("could not decode protobuf review"))?
+            } else {
+                parse_body()?
+            };
+            Ok(json_response(201, &review(c, rt, review_body)))
+        }
         "create" => Ok(json_response(201, &ops::create(c, rt, &ns, parse_body()?, &wopts)?)),
         "update" => Ok(json_response(200, &ops::update(c, rt, &ns, &name, parse_body()?, sub, &wopts)?)),
         "patch" => {
