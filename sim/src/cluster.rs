@@ -83,10 +83,14 @@ impl Fault {
     /// Parses the `--fault` flag: `VERB:RESOURCE=CODE[xN][@RATE]` or
     /// `VERB:RESOURCE=seq:CODE,CODE,...` (0 passes) or `VERB:RESOURCE=forbidden`.
     pub fn parse(spec: &str) -> Result<Fault, String> {
-        let (target, what) = spec.split_once('=').ok_or("expected VERB:RESOURCE=ACTION")?;
+        let (target, what) = spec
+            .split_once('=')
+            .ok_or("expected VERB:RESOURCE=ACTION")?;
         let (verb, resource) = target.split_once(':').ok_or("expected VERB:RESOURCE")?;
         let (resource, name) = match resource.split_once('/') {
-            Some((r, n)) if !["status", "scale"].contains(&n) => (r.to_string(), Some(n.to_string())),
+            Some((r, n)) if !["status", "scale"].contains(&n) => {
+                (r.to_string(), Some(n.to_string()))
+            }
             _ => (resource.to_string(), None),
         };
         let mut f = Fault::new(verb, &resource, FaultAction::Status(500));
@@ -95,7 +99,8 @@ impl Fault {
             f.action = FaultAction::Forbidden;
         } else if let Some(seq) = what.strip_prefix("seq:") {
             let codes: Result<VecDeque<u16>, _> = seq.split(',').map(str::parse).collect();
-            f.action = FaultAction::Sequence(codes.map_err(|e| format!("bad code in sequence: {e}"))?);
+            f.action =
+                FaultAction::Sequence(codes.map_err(|e| format!("bad code in sequence: {e}"))?);
         } else {
             let (code, rate) = match what.split_once('@') {
                 Some((c, r)) => (c, Some(r)),
@@ -105,7 +110,10 @@ impl Fault {
                 Some((c, n)) => (c, Some(n.parse().map_err(|_| format!("bad count {n}"))?)),
                 None => (code, None),
             };
-            f.action = FaultAction::Status(code.parse().map_err(|_| format!("bad status code {code}"))?);
+            f.action = FaultAction::Status(
+                code.parse()
+                    .map_err(|_| format!("bad status code {code}"))?,
+            );
             f.times = times;
             if let Some(r) = rate {
                 f.rate = r.parse().map_err(|_| format!("bad rate {r}"))?;
@@ -176,7 +184,10 @@ impl Cluster {
     }
 
     pub fn timing(&self) -> Timing {
-        self.timing.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.timing
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set_timing(&self, t: Timing) {
@@ -185,11 +196,17 @@ impl Cluster {
     }
 
     pub fn add_fault(&self, f: Fault) {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(f);
     }
 
     pub fn clear_faults(&self) {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         *self.watch_faults.write().unwrap_or_else(|e| e.into_inner()) = WatchFaults::default();
     }
 
@@ -198,7 +215,10 @@ impl Cluster {
     }
 
     pub fn watch_faults(&self) -> WatchFaults {
-        self.watch_faults.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.watch_faults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Consults the fault rules for a request, consuming counted and sequenced ones.
@@ -208,7 +228,10 @@ impl Cluster {
         for i in 0..faults.len() {
             let f = &mut faults[i];
             let verb_ok = f.verb.as_deref().is_none_or(|v| v == verb);
-            let res_ok = f.resource.as_deref().is_none_or(|r| r == resource || (r == base && !resource.contains('/')));
+            let res_ok = f
+                .resource
+                .as_deref()
+                .is_none_or(|r| r == resource || (r == base && !resource.contains('/')));
             let name_ok = f.name.as_deref().is_none_or(|n| n == name);
             if !(verb_ok && res_ok && name_ok) {
                 continue;
@@ -254,12 +277,19 @@ impl Cluster {
     }
 
     pub fn record(&self, entry: LogEntry) {
-        if let Some(f) = self.log_file.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+        if let Some(f) = self
+            .log_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
             && let Ok(line) = serde_json::to_string(&entry)
         {
             let _ = writeln!(f, "{line}");
         }
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(entry);
     }
 
     pub fn set_log_file(&self, f: std::fs::File) {
@@ -312,14 +342,36 @@ mod tests {
     fn counted_and_sequenced_faults_are_used_up() {
         let c = Cluster::new(Timing::default());
         c.add_fault(Fault::new("patch", "services", FaultAction::Status(409)).times(1));
-        c.add_fault(Fault::new("get", "pods", FaultAction::Sequence([0, 503].into())));
-        assert!(matches!(c.check_faults("patch", "services", "x"), FaultOutcome::Fail(409)));
-        assert!(matches!(c.check_faults("patch", "services", "x"), FaultOutcome::Pass));
-        assert!(matches!(c.check_faults("get", "pods", "x"), FaultOutcome::Pass));
-        assert!(matches!(c.check_faults("get", "pods", "x"), FaultOutcome::Fail(503)));
-        assert!(matches!(c.check_faults("get", "pods", "x"), FaultOutcome::Pass));
+        c.add_fault(Fault::new(
+            "get",
+            "pods",
+            FaultAction::Sequence([0, 503].into()),
+        ));
+        assert!(matches!(
+            c.check_faults("patch", "services", "x"),
+            FaultOutcome::Fail(409)
+        ));
+        assert!(matches!(
+            c.check_faults("patch", "services", "x"),
+            FaultOutcome::Pass
+        ));
+        assert!(matches!(
+            c.check_faults("get", "pods", "x"),
+            FaultOutcome::Pass
+        ));
+        assert!(matches!(
+            c.check_faults("get", "pods", "x"),
+            FaultOutcome::Fail(503)
+        ));
+        assert!(matches!(
+            c.check_faults("get", "pods", "x"),
+            FaultOutcome::Pass
+        ));
         // A fault on the main resource does not hit its subresources.
         c.add_fault(Fault::new("patch", "deployments", FaultAction::Status(500)));
-        assert!(matches!(c.check_faults("patch", "deployments/scale", "x"), FaultOutcome::Pass));
+        assert!(matches!(
+            c.check_faults("patch", "deployments/scale", "x"),
+            FaultOutcome::Pass
+        ));
     }
 }

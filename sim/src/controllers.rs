@@ -103,8 +103,11 @@ fn garbage_collect(c: &Cluster) {
     for storage in ["replicasets", "pods", "endpointslices"] {
         let orphans = c.store.scan(storage, None, |o| {
             let refs = o["metadata"]["ownerReferences"].as_array()?;
-            (!refs.is_empty() && refs.iter().all(|r| !live.contains(r["uid"].as_str().unwrap_or(""))))
-                .then(|| (ns_of(o).to_string(), name_of(o).to_string()))
+            (!refs.is_empty()
+                && refs
+                    .iter()
+                    .all(|r| !live.contains(r["uid"].as_str().unwrap_or(""))))
+            .then(|| (ns_of(o).to_string(), name_of(o).to_string()))
         });
         let rt = resources::by_storage(storage);
         for (ns, name) in orphans {
@@ -116,12 +119,19 @@ fn garbage_collect(c: &Cluster) {
 // ---------------------------------------------------------------- events
 
 /// Records a core/v1 Event about an object, as controllers do through their recorder.
-pub fn record_event(c: &Cluster, obj: &Value, kind: &str, api_version: &str, type_: &str, reason: &str, message: &str, component: &str) {
+pub fn record_event(
+    c: &Cluster,
+    obj: &Value,
+    type_: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
     let now = now_rfc3339();
     let nanos = jiff::Timestamp::now().as_nanosecond();
     let ev = json!({
         "metadata": {"name": format!("{}.{:x}", name_of(obj), nanos), "namespace": ns_of(obj)},
-        "involvedObject": {"kind": kind, "namespace": ns_of(obj), "name": name_of(obj), "uid": uid_of(obj), "apiVersion": api_version, "resourceVersion": obj["metadata"]["resourceVersion"]},
+        "involvedObject": {"kind": obj["kind"], "namespace": ns_of(obj), "name": name_of(obj), "uid": uid_of(obj), "apiVersion": obj["apiVersion"], "resourceVersion": obj["metadata"]["resourceVersion"]},
         "reason": reason,
         "message": message,
         "source": {"component": component},
@@ -166,7 +176,11 @@ fn normalized(v: &Value) -> Value {
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, v)| (k.clone(), normalized(v)))
-                .filter(|(_, v)| !(v.is_null() || v.as_object().is_some_and(|m| m.is_empty()) || v.as_array().is_some_and(|a| a.is_empty())))
+                .filter(|(_, v)| {
+                    !(v.is_null()
+                        || v.as_object().is_some_and(|m| m.is_empty())
+                        || v.as_array().is_some_and(|a| a.is_empty()))
+                })
                 .collect(),
         ),
         Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
@@ -176,7 +190,10 @@ fn normalized(v: &Value) -> Value {
 
 fn without_hash_label(template: &Value) -> Value {
     let mut t = normalized(template);
-    if let Some(l) = t.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+    if let Some(l) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
         l.remove(HASH_LABEL);
     }
     t
@@ -185,7 +202,10 @@ fn without_hash_label(template: &Value) -> Value {
 fn owned_by(o: &Value, uid: &str) -> bool {
     o["metadata"]["ownerReferences"]
         .as_array()
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid && r["controller"] == true))
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["uid"] == uid && r["controller"] == true)
+        })
 }
 
 fn owner_ref(api_version: &str, kind: &str, owner: &Value) -> Value {
@@ -208,7 +228,11 @@ fn resolve_int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
     match v {
         Value::String(s) if s.ends_with('%') => {
             let p: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
-            if round_up { (p * total + 99) / 100 } else { p * total / 100 }
+            if round_up {
+                (p * total + 99) / 100
+            } else {
+                p * total / 100
+            }
         }
         Value::String(s) => s.parse().unwrap_or(0),
         other => int(other),
@@ -226,17 +250,34 @@ fn set_rs_replicas(c: &Cluster, d: &Value, rs: &Value, to: i64, max_surge: i64) 
     if !ann.is_object() {
         *ann = json!({});
     }
-    ann["deployment.kubernetes.io/desired-replicas"] = json!(int(&d["spec"]["replicas"]).to_string());
-    ann["deployment.kubernetes.io/max-replicas"] = json!((int(&d["spec"]["replicas"]) + max_surge).to_string());
+    ann["deployment.kubernetes.io/desired-replicas"] =
+        json!(int(&d["spec"]["replicas"]).to_string());
+    ann["deployment.kubernetes.io/max-replicas"] =
+        json!((int(&d["spec"]["replicas"]) + max_surge).to_string());
     if let Ok(stored) = write(c, "replicasets", next, rs) {
         let verb = if to > from { "up" } else { "down" };
-        let msg = format!("Scaled {verb} replica set {} from {from} to {to}", name_of(&stored));
-        record_event(c, d, "Deployment", "apps/v1", "Normal", "ScalingReplicaSet", &msg, "deployment-controller");
+        let msg = format!(
+            "Scaled {verb} replica set {} from {from} to {to}",
+            name_of(&stored)
+        );
+        record_event(
+            c,
+            d,
+            "Normal",
+            "ScalingReplicaSet",
+            &msg,
+            "deployment-controller",
+        );
     }
 }
 
 /// A guarded write: fails (and is retried on the next pass) if `based_on` went stale.
-fn write(c: &Cluster, storage: &'static str, next: Value, based_on: &Value) -> Result<Value, crate::error::ApiError> {
+fn write(
+    c: &Cluster,
+    storage: &'static str,
+    next: Value,
+    based_on: &Value,
+) -> Result<Value, crate::error::ApiError> {
     let rt = resources::by_storage(storage);
     let mut next = next;
     if rt.has_generation && next["spec"] != based_on["spec"] {
@@ -246,16 +287,28 @@ fn write(c: &Cluster, storage: &'static str, next: Value, based_on: &Value) -> R
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
-    status["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+    status["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
 }
 
 /// Sets a condition, keeping lastTransitionTime unless status flips and lastUpdateTime
 /// unless something about it changed (or `touch`).
-fn set_condition(status: &mut Value, old: &Value, type_: &str, st: &str, reason: &str, message: &str, touch: bool) {
+fn set_condition(
+    status: &mut Value,
+    old: &Value,
+    type_: &str,
+    st: &str,
+    reason: &str,
+    message: &str,
+    touch: bool,
+) {
     let now = now_rfc3339();
     let prev = condition(old, type_);
     let same_status = prev.is_some_and(|p| p["status"] == st);
-    let unchanged = same_status && prev.is_some_and(|p| p["reason"] == reason && p["message"] == message);
+    let unchanged =
+        same_status && prev.is_some_and(|p| p["reason"] == reason && p["message"] == message);
     let cond = json!({
         "type": type_,
         "status": st,
@@ -274,18 +327,28 @@ fn set_condition(status: &mut Value, old: &Value, type_: &str, st: &str, reason:
     }
 }
 
-fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now: Instant) -> Option<Instant> {
+fn reconcile_deployment(
+    c: &Cluster,
+    state: &mut ControllerState,
+    d: &Value,
+    now: Instant,
+) -> Option<Instant> {
     let ns = ns_of(d);
     let uid = uid_of(d).to_string();
     let spec = &d["spec"];
     let replicas = int(&spec["replicas"]);
     let template = &spec["template"];
-    let mut all: Vec<Value> = c.store.scan("replicasets", Some(ns), |rs| owned_by(rs, &uid).then(|| rs.clone()));
+    let mut all: Vec<Value> = c.store.scan("replicasets", Some(ns), |rs| {
+        owned_by(rs, &uid).then(|| rs.clone())
+    });
     all.sort_by_key(revision_of);
     let max_revision = all.iter().map(revision_of).max().unwrap_or(0);
     let paused = spec["paused"] == true;
     let wanted_template = normalized(template);
-    let mut new_rs = all.iter().find(|rs| without_hash_label(&rs["spec"]["template"]) == wanted_template).cloned();
+    let mut new_rs = all
+        .iter()
+        .find(|rs| without_hash_label(&rs["spec"]["template"]) == wanted_template)
+        .cloned();
     let mut created_new = false;
 
     if !paused {
@@ -303,7 +366,8 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
                     "deployment.kubernetes.io/desired-replicas": replicas.to_string(),
                     "deployment.kubernetes.io/max-replicas": replicas.to_string(),
                 });
-                if let Some(cause) = d.pointer("/metadata/annotations/kubernetes.io~1change-cause") {
+                if let Some(cause) = d.pointer("/metadata/annotations/kubernetes.io~1change-cause")
+                {
                     annotations["kubernetes.io/change-cause"] = cause.clone();
                 }
                 let rs = json!({
@@ -333,11 +397,22 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     }
 
     let new_name = new_rs.as_ref().map(|r| name_of(r).to_string());
-    let olds: Vec<&Value> = all.iter().filter(|r| Some(name_of(r).to_string()) != new_name).collect();
+    let olds: Vec<&Value> = all
+        .iter()
+        .filter(|r| Some(name_of(r).to_string()) != new_name)
+        .collect();
     let ru = &spec["strategy"]["rollingUpdate"];
     let recreate = spec["strategy"]["type"] == "Recreate";
-    let mut surge = if recreate { 0 } else { resolve_int_or_percent(&ru["maxSurge"], replicas, true) };
-    let mut unavailable = if recreate { 0 } else { resolve_int_or_percent(&ru["maxUnavailable"], replicas, false) };
+    let mut surge = if recreate {
+        0
+    } else {
+        resolve_int_or_percent(&ru["maxSurge"], replicas, true)
+    };
+    let mut unavailable = if recreate {
+        0
+    } else {
+        resolve_int_or_percent(&ru["maxUnavailable"], replicas, false)
+    };
     if !recreate && surge == 0 && unavailable == 0 {
         unavailable = 1;
     }
@@ -348,7 +423,21 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     if let Some(new) = new_rs.as_ref().filter(|_| !paused) {
         let new_spec = int(&new["spec"]["replicas"]);
         if recreate {
-            let old_active: i64 = olds.iter().map(|r| int(&r["spec"]["replicas"]).max(int(&r["status"]["replicas"]))).sum();
+            // Upstream waits until no pod of an old ReplicaSet is left, terminating included.
+            let old_uids: HashSet<&str> = olds.iter().map(|r| uid_of(r)).collect();
+            let old_active = c
+                .store
+                .scan("pods", Some(ns), |p| {
+                    let owner = p["metadata"]["ownerReferences"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["controller"] == true)?;
+                    (old_uids.contains(owner["uid"].as_str()?)
+                        && p["status"]["phase"] != "Failed"
+                        && p["status"]["phase"] != "Succeeded")
+                        .then_some(())
+                })
+                .len();
             for old in &olds {
                 set_rs_replicas(c, d, old, 0, 0);
             }
@@ -383,10 +472,16 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
                     cleanup -= down;
                 }
             }
-            let available: i64 = all.iter().map(|r| int(&r["status"]["availableReplicas"])).sum();
+            let available: i64 = all
+                .iter()
+                .map(|r| int(&r["status"]["availableReplicas"]))
+                .sum();
             let mut budget = available - min_available;
             for old in &olds {
-                let cur = scaled.get(name_of(old)).copied().unwrap_or(int(&old["spec"]["replicas"]));
+                let cur = scaled
+                    .get(name_of(old))
+                    .copied()
+                    .unwrap_or(int(&old["spec"]["replicas"]));
                 if budget <= 0 || cur == 0 {
                     continue;
                 }
@@ -404,7 +499,10 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
 
     // Revision history trimming: oldest idle ReplicaSets beyond revisionHistoryLimit.
     let limit = spec["revisionHistoryLimit"].as_i64().unwrap_or(10);
-    let idle: Vec<&&Value> = olds.iter().filter(|r| int(&r["spec"]["replicas"]) == 0 && int(&r["status"]["replicas"]) == 0).collect();
+    let idle: Vec<&&Value> = olds
+        .iter()
+        .filter(|r| int(&r["spec"]["replicas"]) == 0 && int(&r["status"]["replicas"]) == 0)
+        .collect();
     if idle.len() as i64 > limit {
         let rt = find("apps", "v1", "replicasets").expect("rs");
         for r in idle.iter().take(idle.len() - limit as usize) {
@@ -413,8 +511,12 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     }
 
     // Status, re-read so it reflects this pass's writes.
-    let all: Vec<Value> = c.store.scan("replicasets", Some(ns), |rs| owned_by(rs, &uid).then(|| rs.clone()));
-    let new_rs = new_name.as_ref().and_then(|n| all.iter().find(|r| name_of(r) == n));
+    let all: Vec<Value> = c.store.scan("replicasets", Some(ns), |rs| {
+        owned_by(rs, &uid).then(|| rs.clone())
+    });
+    let new_rs = new_name
+        .as_ref()
+        .and_then(|n| all.iter().find(|r| name_of(r) == n));
     let sum = |f: &str| -> i64 { all.iter().map(|r| int(&r["status"][f])).sum() };
     let spec_total: i64 = all.iter().map(|r| int(&r["spec"]["replicas"])).sum();
     let old_status = &d["status"];
@@ -427,7 +529,13 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
         "unavailableReplicas": (spec_total - sum("availableReplicas")).max(0),
         "conditions": old_status["conditions"].clone(),
     });
-    for k in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas", "unavailableReplicas"] {
+    for k in [
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "unavailableReplicas",
+    ] {
         if st[k] == 0 {
             st.as_object_mut().expect("object").remove(k);
         }
@@ -437,12 +545,31 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     }
     let available = int(&st["availableReplicas"]);
     if available >= replicas - unavailable {
-        set_condition(&mut st, old_status, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", false);
+        set_condition(
+            &mut st,
+            old_status,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            false,
+        );
     } else {
-        set_condition(&mut st, old_status, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", false);
+        set_condition(
+            &mut st,
+            old_status,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            false,
+        );
     }
-    let progressed = ["updatedReplicas", "readyReplicas", "availableReplicas"].iter().any(|k| int(&st[k]) > int(&old_status[k]))
-        || int(&st["replicas"]) - int(&st["updatedReplicas"]) < int(&old_status["replicas"]) - int(&old_status["updatedReplicas"]);
+    let progressed = ["updatedReplicas", "readyReplicas", "availableReplicas"]
+        .iter()
+        .any(|k| int(&st[k]) > int(&old_status[k]))
+        || int(&st["replicas"]) - int(&st["updatedReplicas"])
+            < int(&old_status["replicas"]) - int(&old_status["updatedReplicas"]);
     if progressed {
         state.progress_at.insert(uid.clone(), now);
     }
@@ -453,24 +580,66 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     let rs_name = new_name.clone().unwrap_or_default();
     let deadline = spec["progressDeadlineSeconds"].as_i64().unwrap_or(600);
     let mut wake = None;
-    let was = condition(old_status, "Progressing").map(|p| p["reason"].as_str().unwrap_or("").to_string());
+    let was = condition(old_status, "Progressing")
+        .map(|p| p["reason"].as_str().unwrap_or("").to_string());
     if paused {
-        set_condition(&mut st, old_status, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", false);
+        set_condition(
+            &mut st,
+            old_status,
+            "Progressing",
+            "Unknown",
+            "DeploymentPaused",
+            "Deployment is paused",
+            false,
+        );
     } else if complete {
-        set_condition(&mut st, old_status, "Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs_name}\" has successfully progressed."), false);
+        set_condition(
+            &mut st,
+            old_status,
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+            false,
+        );
     } else if was.as_deref() == Some("ProgressDeadlineExceeded") && !progressed && !created_new {
         // Stays timed out until something changes.
     } else {
         let last = *state.progress_at.entry(uid.clone()).or_insert(now);
         let due = last + std::time::Duration::from_secs(deadline.max(0) as u64);
         if now >= due {
-            set_condition(&mut st, old_status, "Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs_name}\" has timed out progressing."), false);
+            set_condition(
+                &mut st,
+                old_status,
+                "Progressing",
+                "False",
+                "ProgressDeadlineExceeded",
+                &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                false,
+            );
         } else {
             wake = Some(due);
             if created_new {
-                set_condition(&mut st, old_status, "Progressing", "True", "NewReplicaSetCreated", &format!("Created new replica set \"{rs_name}\""), true);
-            } else if was.is_none() || progressed || was.as_deref() != Some("NewReplicaSetCreated") {
-                set_condition(&mut st, old_status, "Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs_name}\" is progressing."), progressed);
+                set_condition(
+                    &mut st,
+                    old_status,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetCreated",
+                    &format!("Created new replica set \"{rs_name}\""),
+                    true,
+                );
+            } else if was.is_none() || progressed || was.as_deref() != Some("NewReplicaSetCreated")
+            {
+                set_condition(
+                    &mut st,
+                    old_status,
+                    "Progressing",
+                    "True",
+                    "ReplicaSetUpdated",
+                    &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                    progressed,
+                );
             }
         }
     }
@@ -481,7 +650,10 @@ fn reconcile_deployment(c: &Cluster, state: &mut ControllerState, d: &Value, now
     let mut next = d.clone();
     if let Some(rs) = new_rs {
         let rev = revision_of(rs).to_string();
-        if d.pointer("/metadata/annotations/deployment.kubernetes.io~1revision").and_then(Value::as_str) != Some(rev.as_str()) {
+        if d.pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+            .and_then(Value::as_str)
+            != Some(rev.as_str())
+        {
             if !next["metadata"]["annotations"].is_object() {
                 next["metadata"]["annotations"] = json!({});
             }
@@ -508,10 +680,16 @@ fn terminating(p: &Value) -> bool {
 fn reconcile_replicaset(c: &Cluster, state: &mut ControllerState, rs: &Value, now: Instant) {
     let ns = ns_of(rs);
     let uid = uid_of(rs).to_string();
-    let pods: Vec<Value> = c.store.scan("pods", Some(ns), |p| owned_by(p, &uid).then(|| p.clone()));
+    let pods: Vec<Value> = c
+        .store
+        .scan("pods", Some(ns), |p| owned_by(p, &uid).then(|| p.clone()));
     let active: Vec<&Value> = pods
         .iter()
-        .filter(|p| !terminating(p) && p["status"]["phase"] != "Failed" && p["status"]["phase"] != "Succeeded")
+        .filter(|p| {
+            !terminating(p)
+                && p["status"]["phase"] != "Failed"
+                && p["status"]["phase"] != "Succeeded"
+        })
         .collect();
     let want = int(&rs["spec"]["replicas"]);
     let pod_rt = find("", "v1", "pods").expect("pods");
@@ -525,20 +703,36 @@ fn reconcile_replicaset(c: &Cluster, state: &mut ControllerState, rs: &Value, no
             });
             let mut pod = pod;
             if pod["metadata"]["annotations"].is_null() {
-                pod["metadata"].as_object_mut().expect("object").remove("annotations");
+                pod["metadata"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("annotations");
             }
             let _ = ops::create(c, pod_rt, ns, pod, &WriteOpts::default());
         }
     } else if diff > 0 {
         // Upstream deletes the least useful pods first: unscheduled, not ready, newest.
         let mut victims = active.clone();
-        victims.sort_by_key(|p| (p["spec"]["nodeName"].is_string(), pod_ready(p), std::cmp::Reverse(p["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string())));
+        victims.sort_by_key(|p| {
+            (
+                p["spec"]["nodeName"].is_string(),
+                pod_ready(p),
+                std::cmp::Reverse(
+                    p["metadata"]["creationTimestamp"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                ),
+            )
+        });
         for p in victims.iter().take(diff as usize) {
             let _ = ops::delete(c, pod_rt, ns, name_of(p), &DeleteOpts::default());
         }
     }
     let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let pods: Vec<Value> = c.store.scan("pods", Some(ns), |p| (owned_by(p, &uid) && !terminating(p)).then(|| p.clone()));
+    let pods: Vec<Value> = c.store.scan("pods", Some(ns), |p| {
+        (owned_by(p, &uid) && !terminating(p)).then(|| p.clone())
+    });
     let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
     let available = pods
         .iter()
@@ -550,8 +744,15 @@ fn reconcile_replicaset(c: &Cluster, state: &mut ControllerState, rs: &Value, no
                 .is_none_or(|since| now.duration_since(*since).as_secs() as i64 >= min_ready)
         })
         .count() as i64;
-    let template_labels = LabelSelector::from_map(rs["spec"]["template"]["metadata"]["labels"].as_object().unwrap_or(&Default::default()));
-    let fully_labeled = pods.iter().filter(|p| template_labels.matches_object(p)).count() as i64;
+    let template_labels = LabelSelector::from_map(
+        rs["spec"]["template"]["metadata"]["labels"]
+            .as_object()
+            .unwrap_or(&Default::default()),
+    );
+    let fully_labeled = pods
+        .iter()
+        .filter(|p| template_labels.matches_object(p))
+        .count() as i64;
     let mut st = json!({
         "replicas": pods.len(),
         "fullyLabeledReplicas": fully_labeled,
@@ -596,8 +797,16 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
     let uid = uid_of(p).to_string();
     let timing = c.timing();
     if terminating(p) {
-        let since = *state.pod_terminating_since.entry(uid.clone()).or_insert(now);
-        let grace = std::time::Duration::from_secs(p["metadata"]["deletionGracePeriodSeconds"].as_u64().unwrap_or(30)).min(timing.pod_termination);
+        let since = *state
+            .pod_terminating_since
+            .entry(uid.clone())
+            .or_insert(now);
+        let grace = std::time::Duration::from_secs(
+            p["metadata"]["deletionGracePeriodSeconds"]
+                .as_u64()
+                .unwrap_or(30),
+        )
+        .min(timing.pod_termination);
         let gone_at = since + grace;
         if now >= gone_at {
             let _ = c.store.delete("pods", ns_of(p), name_of(p), None);
@@ -620,7 +829,10 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
         return Some(gone_at);
     }
     let started = *state.pod_started.entry(uid.clone()).or_insert(now);
-    let containers = p["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let containers = p["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut next = p.clone();
     if p["spec"]["nodeName"].is_null() {
         next["spec"]["nodeName"] = json!(NODE);
@@ -636,11 +848,15 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
         st["startTime"] = json!(st_now);
     }
     let ready_due = started + timing.pod_ready_after;
-    let time_ready = now >= ready_due;
+    // Once ready, a healthy pod stays ready even if the configured delay grows later.
+    let time_ready = now >= ready_due || state.pod_ready_since.contains_key(&uid);
     let mut all_ready = true;
     let mut any_pull_fail = false;
     let mut statuses = Vec::new();
-    let old_statuses = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+    let old_statuses = p["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for ctr in &containers {
         let name = ctr["name"].as_str().unwrap_or("");
         let image = ctr["image"].as_str().unwrap_or("");
@@ -651,15 +867,29 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
         let (state_v, ready, restarts) = match behaviour(image) {
             ImageBehaviour::CrashLoop => {
                 let restarts = (now.duration_since(started).as_secs() / 10 + 1) as i64;
-                (json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={name} pod={}_{}({uid})", name_of(p), ns_of(p))}}), false, restarts)
+                (
+                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={name} pod={}_{}({uid})", name_of(p), ns_of(p))}}),
+                    false,
+                    restarts,
+                )
             }
             ImageBehaviour::PullFail => {
                 any_pull_fail = true;
-                let reason = if now.duration_since(started).as_secs() < 1 { "ErrImagePull" } else { "ImagePullBackOff" };
-                (json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image \"{image}\"")}}), false, 0)
+                let reason = if now.duration_since(started).as_secs() < 1 {
+                    "ErrImagePull"
+                } else {
+                    "ImagePullBackOff"
+                };
+                (
+                    json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image \"{image}\"")}}),
+                    false,
+                    0,
+                )
             }
             ImageBehaviour::NeverReady => (json!({"running": {"startedAt": started_at}}), false, 0),
-            ImageBehaviour::Normal => (json!({"running": {"startedAt": started_at}}), time_ready, 0),
+            ImageBehaviour::Normal => {
+                (json!({"running": {"startedAt": started_at}}), time_ready, 0)
+            }
         };
         all_ready &= ready;
         let mut cs = json!({
@@ -673,9 +903,15 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
         });
         if restarts > 0 {
             cs["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": st_now, "finishedAt": st_now}});
-            cs["containerID"] = json!(format!("containerd://{:064x}", fnv32a(format!("{uid}{name}").as_bytes())));
+            cs["containerID"] = json!(format!(
+                "containerd://{:064x}",
+                fnv32a(format!("{uid}{name}").as_bytes())
+            ));
         } else if !matches!(behaviour(image), ImageBehaviour::PullFail) {
-            cs["containerID"] = json!(format!("containerd://{:064x}", fnv32a(format!("{uid}{name}").as_bytes())));
+            cs["containerID"] = json!(format!(
+                "containerd://{:064x}",
+                fnv32a(format!("{uid}{name}").as_bytes())
+            ));
         }
         statuses.push(cs);
     }
@@ -683,7 +919,10 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
     st["containerStatuses"] = json!(statuses);
     let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": p["metadata"]["creationTimestamp"]});
     let initialized = json!({"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": p["metadata"]["creationTimestamp"]});
-    let old_conditions = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let old_conditions = p["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let keep_time = |t: &str, s: &str| -> Value {
         old_conditions
             .iter()
@@ -735,15 +974,23 @@ fn kubelet(c: &Cluster, state: &mut ControllerState, p: &Value, now: Instant) ->
 }
 
 fn min_ready_seconds_of_owner(c: &Cluster, p: &Value) -> Option<i64> {
-    let owner = p["metadata"]["ownerReferences"].as_array()?.iter().find(|r| r["kind"] == "ReplicaSet")?;
-    let rs = c.store.get("replicasets", ns_of(p), owner["name"].as_str()?)?;
+    let owner = p["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == "ReplicaSet")?;
+    let rs = c
+        .store
+        .get("replicasets", ns_of(p), owner["name"].as_str()?)?;
     rs["spec"]["minReadySeconds"].as_i64()
 }
 
 fn set_pod_ready(p: &mut Value, ready: bool, reason: &str) {
     let s = if ready { "True" } else { "False" };
     if let Some(conds) = p["status"]["conditions"].as_array_mut() {
-        for c in conds.iter_mut().filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady") {
+        for c in conds
+            .iter_mut()
+            .filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady")
+        {
             if c["status"] != s {
                 c["status"] = json!(s);
                 c["lastTransitionTime"] = json!(now_rfc3339());
@@ -759,7 +1006,11 @@ fn set_pod_ready(p: &mut Value, ready: bool, reason: &str) {
 
 /// What the endpoint controller would publish for a Service now: (endpoints, ports).
 fn desired_endpoints(svc: &Value, pods: &[Value]) -> Value {
-    let selector = LabelSelector::from_map(svc["spec"]["selector"].as_object().expect("checked by caller"));
+    let selector = LabelSelector::from_map(
+        svc["spec"]["selector"]
+            .as_object()
+            .expect("checked by caller"),
+    );
     let mut endpoints = Vec::new();
     let mut first_pod: Option<&Value> = None;
     for p in pods {
@@ -784,7 +1035,12 @@ fn desired_endpoints(svc: &Value, pods: &[Value]) -> Value {
         let target = &sp["targetPort"];
         let port = match target {
             Value::String(name) => first_pod.and_then(|p| {
-                p["spec"]["containers"].as_array()?.iter().flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default()).find(|cp| cp["name"] == *name).map(|cp| cp["containerPort"].clone())
+                p["spec"]["containers"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                    .find(|cp| cp["name"] == *name)
+                    .map(|cp| cp["containerPort"].clone())
             }),
             Value::Null => Some(sp["port"].clone()),
             v => Some(v.clone()),
@@ -807,15 +1063,25 @@ fn reconcile_endpoints(c: &Cluster, state: &mut ControllerState, now: Instant) -
     let mut next = None;
     let mut seen = HashSet::new();
     for svc in c.store.list("services", None).0 {
-        if svc["spec"]["selector"].as_object().is_none_or(|m| m.is_empty()) {
+        if svc["spec"]["selector"]
+            .as_object()
+            .is_none_or(|m| m.is_empty())
+        {
             continue;
         }
         let key = (ns_of(&svc).to_string(), name_of(&svc).to_string());
         seen.insert(key.clone());
-        let desired = desired_endpoints(&svc, pods_by_ns.get(&key.0).map(Vec::as_slice).unwrap_or(&[]));
+        let desired = desired_endpoints(
+            &svc,
+            pods_by_ns.get(&key.0).map(Vec::as_slice).unwrap_or(&[]),
+        );
         if state.endpoint_last.get(&key) != Some(&desired) {
             state.endpoint_last.insert(key.clone(), desired.clone());
-            state.endpoint_queue.entry(key.clone()).or_default().push_back((now + delay, desired));
+            state
+                .endpoint_queue
+                .entry(key.clone())
+                .or_default()
+                .push_back((now + delay, desired));
         }
         // Published-but-missing objects (e.g. deleted by a user) are re-created.
         let queue = state.endpoint_queue.entry(key.clone()).or_default();
@@ -829,7 +1095,11 @@ fn reconcile_endpoints(c: &Cluster, state: &mut ControllerState, now: Instant) -
         if let Some(d) = due {
             publish_endpoints(c, &svc, &d);
         } else if queue.is_empty() && c.store.get("endpoints", &key.0, &key.1).is_none() {
-            let d = state.endpoint_last.get(&key).cloned().unwrap_or(json!({"endpoints": [], "ports": []}));
+            let d = state
+                .endpoint_last
+                .get(&key)
+                .cloned()
+                .unwrap_or(json!({"endpoints": [], "ports": []}));
             publish_endpoints(c, &svc, &d);
         }
     }
@@ -849,7 +1119,10 @@ fn publish_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
         s
     };
     let slices: Vec<Value> = c.store.scan("endpointslices", Some(ns), |s| {
-        (s.pointer("/metadata/labels/kubernetes.io~1service-name").and_then(Value::as_str) == Some(name)).then(|| s.clone())
+        (s.pointer("/metadata/labels/kubernetes.io~1service-name")
+            .and_then(Value::as_str)
+            == Some(name))
+        .then(|| s.clone())
     });
     match slices.first() {
         None => {
@@ -858,8 +1131,11 @@ fn publish_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
                 labels = json!({});
             }
             labels["kubernetes.io/service-name"] = json!(name);
-            labels["endpointslice.kubernetes.io/managed-by"] = json!("endpointslice-controller.k8s.io");
-            let body = slice_body(json!({"metadata": {"generateName": format!("{name}-"), "namespace": ns, "labels": labels, "ownerReferences": owner_ref("v1", "Service", svc)}}));
+            labels["endpointslice.kubernetes.io/managed-by"] =
+                json!("endpointslice-controller.k8s.io");
+            let body = slice_body(
+                json!({"metadata": {"generateName": format!("{name}-"), "namespace": ns, "labels": labels, "ownerReferences": owner_ref("v1", "Service", svc)}}),
+            );
             let rt = find("discovery.k8s.io", "v1", "endpointslices").expect("slices");
             let _ = ops::create(c, rt, ns, body, &WriteOpts::default());
         }
@@ -877,8 +1153,16 @@ fn publish_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
     // The legacy Endpoints mirror, as `kubectl get endpoints` and describe show it.
     let eps = desired["endpoints"].as_array().cloned().unwrap_or_default();
     let addr = |e: &Value| json!({"ip": e["addresses"][0], "nodeName": e["nodeName"], "targetRef": e["targetRef"]});
-    let ready: Vec<Value> = eps.iter().filter(|e| e["conditions"]["ready"] == true).map(addr).collect();
-    let not_ready: Vec<Value> = eps.iter().filter(|e| e["conditions"]["ready"] != true).map(addr).collect();
+    let ready: Vec<Value> = eps
+        .iter()
+        .filter(|e| e["conditions"]["ready"] == true)
+        .map(addr)
+        .collect();
+    let not_ready: Vec<Value> = eps
+        .iter()
+        .filter(|e| e["conditions"]["ready"] != true)
+        .map(addr)
+        .collect();
     let mut subset = json!({"ports": desired["ports"].as_array().map(|ps| ps.iter().map(|p| {
         let mut q = json!({"port": p["port"], "protocol": p["protocol"]});
         if p["name"] != "" { q["name"] = p["name"].clone(); }
@@ -890,9 +1174,13 @@ fn publish_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
     if !not_ready.is_empty() {
         subset["notReadyAddresses"] = json!(not_ready);
     }
-    let mut ep = json!({"metadata": {"name": name, "namespace": ns, "labels": svc["metadata"]["labels"]}});
+    let mut ep =
+        json!({"metadata": {"name": name, "namespace": ns, "labels": svc["metadata"]["labels"]}});
     if ep["metadata"]["labels"].is_null() {
-        ep["metadata"].as_object_mut().expect("object").remove("labels");
+        ep["metadata"]
+            .as_object_mut()
+            .expect("object")
+            .remove("labels");
     }
     if !eps.is_empty() {
         ep["subsets"] = json!([subset]);
@@ -924,7 +1212,10 @@ mod tests {
         let t = json!({"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "c", "image": "i:1"}]}});
         let h = template_hash(&t);
         assert_eq!(h, template_hash(&t.clone()));
-        assert!(h.len() >= 8 && h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{h}");
+        assert!(
+            h.len() >= 8 && h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+            "{h}"
+        );
         let mut t2 = t.clone();
         t2["spec"]["containers"][0]["image"] = json!("i:2");
         assert_ne!(h, template_hash(&t2));

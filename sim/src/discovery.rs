@@ -57,7 +57,10 @@ pub fn api_group_list() -> Value {
 }
 
 pub fn api_group(group: &str) -> Option<Value> {
-    if !group_versions().iter().any(|(g, _)| *g == group && !g.is_empty()) {
+    if !group_versions()
+        .iter()
+        .any(|(g, _)| *g == group && !g.is_empty())
+    {
         return None;
     }
     let mut v = group_json(group);
@@ -115,7 +118,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn gv_path(group: &str, version: &str) -> String {
@@ -130,7 +135,10 @@ pub fn openapi_root() -> Value {
     let mut paths = serde_json::Map::new();
     for (g, v) in group_versions() {
         let p = gv_path(g, v);
-        paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=SIM{}", p.len())}));
+        paths.insert(
+            p.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash=SIM{}", p.len())}),
+        );
     }
     json!({"paths": paths})
 }
@@ -160,7 +168,11 @@ pub fn openapi_group_version(path: &str) -> Option<Value> {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         let op = |action: &str| json!({"x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {"200": {"description": "OK"}}});
         let base = if r.namespaced {
-            format!("/{}/namespaces/{{namespace}}/{}", gv_path(group, version), r.plural)
+            format!(
+                "/{}/namespaces/{{namespace}}/{}",
+                gv_path(group, version),
+                r.plural
+            )
         } else {
             format!("/{}/{}", gv_path(group, version), r.plural)
         };

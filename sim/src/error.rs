@@ -105,10 +105,7 @@ impl ApiError {
         } else {
             format!("{}.{}", rt.kind, rt.group)
         };
-        let text: Vec<String> = causes
-            .iter()
-            .map(|(f, _, m)| format!("{f}: {m}"))
-            .collect();
+        let text: Vec<String> = causes.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
         let message = if text.len() == 1 {
             format!("{kind} \"{name}\" is invalid: {}", text[0])
         } else {
@@ -192,7 +189,9 @@ impl ApiError {
         Self::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {ct})"
+            ),
         )
     }
 
@@ -200,11 +199,27 @@ impl ApiError {
     pub fn for_code(code: u16) -> Self {
         match code {
             400 => Self::bad_request("injected fault"),
-            409 => Self::new(409, "Conflict", "injected conflict: the object has been modified; please apply your changes to the latest version and try again"),
-            429 => Self::new(429, "TooManyRequests", "Too many requests, please try again later."),
+            409 => Self::new(
+                409,
+                "Conflict",
+                "injected conflict: the object has been modified; please apply your changes to the latest version and try again",
+            ),
+            429 => Self::new(
+                429,
+                "TooManyRequests",
+                "Too many requests, please try again later.",
+            ),
             500 => Self::internal("Internal error occurred: injected fault"),
-            503 => Self::new(503, "ServiceUnavailable", "The server is currently unable to handle the request"),
-            504 => Self::new(504, "Timeout", "Timeout: request did not complete within the allowed duration"),
+            503 => Self::new(
+                503,
+                "ServiceUnavailable",
+                "The server is currently unable to handle the request",
+            ),
+            504 => Self::new(
+                504,
+                "Timeout",
+                "Timeout: request did not complete within the allowed duration",
+            ),
             c => Self::new(c, "Unknown", format!("injected fault {c}")),
         }
     }

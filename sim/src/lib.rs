@@ -64,32 +64,57 @@ impl Sim {
 
     pub async fn start_with(timing: Timing) -> anyhow::Result<Sim> {
         let tls = tls::generate().context("generating TLS material")?;
-        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding 127.0.0.1")?;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding 127.0.0.1")?;
         let addr = listener.local_addr()?;
         let token = format!("sim-{:032x}", rand::random::<u128>());
         let cluster = Arc::new(Cluster::new(timing));
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let rt = resources::find("", "v1", "namespaces").expect("namespaces");
-            ops::create(&cluster, rt, "", json!({"metadata": {"name": ns}}), &ops::WriteOpts::default())
-                .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
+            ops::create(
+                &cluster,
+                rt,
+                "",
+                json!({"metadata": {"name": ns}}),
+                &ops::WriteOpts::default(),
+            )
+            .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
         }
-        let ctx = Arc::new(server::ServerCtx { cluster: cluster.clone(), token: token.clone(), address: addr.to_string() });
+        let ctx = Arc::new(server::ServerCtx {
+            cluster: cluster.clone(),
+            token: token.clone(),
+            address: addr.to_string(),
+        });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
         let accept_task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = hyper::service::service_fn(move |req| server::handle(ctx.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service =
+                        hyper::service::service_fn(move |req| server::handle(ctx.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
                 });
             }
         });
         let controller_task = tokio::spawn(controllers::run(cluster.clone()));
-        Ok(Sim { cluster, url: format!("https://{addr}"), ca_pem: tls.ca_pem, token, tasks: vec![accept_task, controller_task] })
+        Ok(Sim {
+            cluster,
+            url: format!("https://{addr}"),
+            ca_pem: tls.ca_pem,
+            token,
+            tasks: vec![accept_task, controller_task],
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -126,7 +151,9 @@ impl Sim {
     /// A kube-rs client configured from the sim's kubeconfig.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         let kc = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())?;
-        let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?;
         Ok(kube::Client::try_from(config)?)
     }
 
@@ -144,8 +171,13 @@ impl Sim {
     pub fn apply_object(&self, namespace: &str, doc: Value) -> anyhow::Result<Value> {
         let api_version = doc["apiVersion"].as_str().unwrap_or("").to_string();
         let kind = doc["kind"].as_str().unwrap_or("").to_string();
-        let rt = resources::by_kind(&api_version, &kind).with_context(|| format!("unsupported kind {api_version}/{kind}"))?;
-        let ns = doc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or(namespace).to_string();
+        let rt = resources::by_kind(&api_version, &kind)
+            .with_context(|| format!("unsupported kind {api_version}/{kind}"))?;
+        let ns = doc
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(namespace)
+            .to_string();
         let name = store::name_of(&doc).to_string();
         let opts = ops::WriteOpts::default();
         let result = match ops::get(&self.cluster, rt, &ns, &name, ops::Sub::Main) {
@@ -158,7 +190,9 @@ impl Sim {
     /// Reads an object by plural resource name (`deployments`, `services`, ...).
     pub fn get(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
         let rt = resources::RESOURCES.iter().find(|r| r.plural == plural)?;
-        self.cluster.store.get(rt.storage, if rt.namespaced { namespace } else { "" }, name)
+        self.cluster
+            .store
+            .get(rt.storage, if rt.namespaced { namespace } else { "" }, name)
     }
 
     /// Objects of a resource in a namespace.
@@ -171,7 +205,12 @@ impl Sim {
 
     /// Waits until `cond` holds, re-checking after every change to the store (no polling,
     /// no sleeping); fails after `timeout` naming `what`.
-    pub async fn wait_for(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&Sim) -> bool) -> anyhow::Result<()> {
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut(&Sim) -> bool,
+    ) -> anyhow::Result<()> {
         let mut rx = self.cluster.store.subscribe_revision();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -189,36 +228,63 @@ impl Sim {
 
     /// Waits until a Deployment has rolled out its latest generation and is fully available.
     pub async fn wait_rolled_out(&self, namespace: &str, name: &str) -> anyhow::Result<()> {
-        self.wait_for(&format!("deployment {namespace}/{name} rolled out"), Duration::from_secs(30), |s| {
-            s.get("deployments", namespace, name).is_some_and(|d| deployment_complete(&d))
-        })
+        self.wait_for(
+            &format!("deployment {namespace}/{name} rolled out"),
+            Duration::from_secs(30),
+            |s| {
+                s.get("deployments", namespace, name)
+                    .is_some_and(|d| deployment_complete(&d))
+            },
+        )
         .await
     }
 
     /// Waits until every Deployment in the namespace is rolled out and every selecting
     /// Service's EndpointSlices show exactly its ready pods.
     pub async fn wait_converged(&self, namespace: &str) -> anyhow::Result<()> {
-        self.wait_for(&format!("namespace {namespace} converged"), Duration::from_secs(30), |s| s.converged(namespace)).await
+        self.wait_for(
+            &format!("namespace {namespace} converged"),
+            Duration::from_secs(30),
+            |s| s.converged(namespace),
+        )
+        .await
     }
 
     fn converged(&self, namespace: &str) -> bool {
-        if !self.list("deployments", namespace).iter().all(deployment_complete) {
+        if !self
+            .list("deployments", namespace)
+            .iter()
+            .all(deployment_complete)
+        {
             return false;
         }
         let pods = self.list("pods", namespace);
         let slices = self.list("endpointslices", namespace);
         self.list("services", namespace).iter().all(|svc| {
-            let Some(sel) = svc["spec"]["selector"].as_object().filter(|m| !m.is_empty()) else { return true };
+            let Some(sel) = svc["spec"]["selector"]
+                .as_object()
+                .filter(|m| !m.is_empty())
+            else {
+                return true;
+            };
             let sel = selector::LabelSelector::from_map(sel);
             let mut want: Vec<&str> = pods
                 .iter()
                 .filter(|p| sel.matches_object(p) && p["metadata"]["deletionTimestamp"].is_null())
-                .filter(|p| p["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
+                .filter(|p| {
+                    p["status"]["conditions"].as_array().is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    })
+                })
                 .map(store::name_of)
                 .collect();
             let mut have: Vec<&str> = slices
                 .iter()
-                .filter(|s| s.pointer("/metadata/labels/kubernetes.io~1service-name") == Some(&svc["metadata"]["name"]))
+                .filter(|s| {
+                    s.pointer("/metadata/labels/kubernetes.io~1service-name")
+                        == Some(&svc["metadata"]["name"])
+                })
                 .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
                 .filter(|e| e["conditions"]["ready"] == true)
                 .filter_map(|e| e["targetRef"]["name"].as_str())

@@ -75,12 +75,18 @@ async fn main() -> anyhow::Result<()> {
     };
     let sim = Sim::start_with(timing.clone()).await?;
     if let Some(path) = &args.request_log {
-        let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         sim.cluster().set_log_file(f);
     }
     if args.scenario == "demo" {
         // Converge fast, then switch to the requested timing.
-        sim.cluster().set_timing(Timing { latency: Duration::ZERO, ..Timing::default() });
+        sim.cluster().set_timing(Timing {
+            latency: Duration::ZERO,
+            ..Timing::default()
+        });
         sim.load_demo().await?;
         sim.cluster().set_timing(timing);
     }

@@ -94,7 +94,11 @@ pub fn to_served(rt: &ResourceType, mut obj: Value) -> Value {
         ] {
             move_field(&mut obj, &mut out, a, b);
         }
-        if let Some(c) = obj.get("reportingComponent").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        if let Some(c) = obj
+            .get("reportingComponent")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             out["reportingController"] = json!(c);
         } else if let Some(c) = out.pointer("/deprecatedSource/component").cloned() {
             out["reportingController"] = c;
@@ -155,12 +159,18 @@ fn strict_check(rt: &ResourceType, obj: &Value, opts: &WriteOpts) -> ApiResult<(
         return Ok(());
     }
     let unknown = semantics::unknown_fields(rt, obj).map_err(|e| {
-        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", rt.kind, rt.version, rt.kind))
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {e}",
+            rt.kind, rt.version, rt.kind
+        ))
     })?;
     if unknown.is_empty() {
         return Ok(());
     }
-    let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
     Err(ApiError::bad_request(format!(
         "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
         rt.kind,
@@ -179,16 +189,26 @@ fn invalid_unless_empty(rt: &ResourceType, name: &str, causes: semantics::Causes
 }
 
 /// Creates an object in `ns` (ignored for cluster-scoped types).
-pub fn create(c: &Cluster, rt: &'static ResourceType, ns: &str, mut obj: Value, opts: &WriteOpts) -> ApiResult<Value> {
+pub fn create(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    mut obj: Value,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request was not a valid object"));
+        return Err(ApiError::bad_request(
+            "the body of the request was not a valid object",
+        ));
     }
     strict_check(rt, &obj, opts)?;
     if rt.namespaced {
         check_namespace(c, rt, ns)?;
         match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
             Some(n) if !n.is_empty() && n != ns => {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
             _ => {}
         }
@@ -205,12 +225,18 @@ pub fn create(c: &Cluster, rt: &'static ResourceType, ns: &str, mut obj: Value, 
     let name = md["name"].as_str().unwrap_or("").to_string();
     if name.is_empty() {
         match md["generateName"].as_str() {
-            Some(prefix) if !prefix.is_empty() => md["name"] = json!(format!("{prefix}{}", random_suffix())),
+            Some(prefix) if !prefix.is_empty() => {
+                md["name"] = json!(format!("{prefix}{}", random_suffix()))
+            }
             _ => {
                 return Err(ApiError::invalid(
                     rt,
                     "",
-                    &[("metadata.name".into(), "FieldValueRequired", "Required value: name or generateName is required".into())],
+                    &[(
+                        "metadata.name".into(),
+                        "FieldValueRequired",
+                        "Required value: name or generateName is required".into(),
+                    )],
                 ));
             }
         }
@@ -218,20 +244,30 @@ pub fn create(c: &Cluster, rt: &'static ResourceType, ns: &str, mut obj: Value, 
     let mut obj = to_stored(rt, obj);
     let srt = storage_rt(rt);
     if let Some(m) = obj["metadata"].as_object_mut() {
-        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "managedFields"] {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "managedFields",
+        ] {
             m.remove(k);
         }
     }
-    if srt.status_subresource && srt.kind != "Namespace" {
-        if let Some(m) = obj.as_object_mut() {
-            m.remove("status");
-        }
+    if srt.status_subresource
+        && srt.kind != "Namespace"
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
     }
     semantics::apply_defaults(srt, &mut obj);
     prepare_new(c, srt, &mut obj);
     invalid_unless_empty(rt, name_of(&obj), semantics::validate(srt, &obj, None))?;
     let name = name_of(&obj).to_string();
-    if c.store.get(srt.storage, crate::store::ns_of(&obj), &name).is_some() {
+    if c.store
+        .get(srt.storage, crate::store::ns_of(&obj), &name)
+        .is_some()
+    {
         return Err(ApiError::already_exists(rt, &name));
     }
     obj["metadata"]["uid"] = json!(c.store.new_uid());
@@ -239,7 +275,11 @@ pub fn create(c: &Cluster, rt: &'static ResourceType, ns: &str, mut obj: Value, 
     if srt.has_generation {
         obj["metadata"]["generation"] = json!(1);
     }
-    let stored = if opts.dry_run { obj } else { c.store.create(srt.storage, obj)? };
+    let stored = if opts.dry_run {
+        obj
+    } else {
+        c.store.create(srt.storage, obj)?
+    };
     if !opts.dry_run {
         c.kick();
     }
@@ -251,20 +291,20 @@ fn prepare_new(c: &Cluster, rt: &ResourceType, obj: &mut Value) {
     match rt.kind {
         "Service" => {
             let spec = &mut obj["spec"];
-            if spec["type"] != "ExternalName" && spec["clusterIP"].as_str().is_none_or(str::is_empty) {
+            if spec["type"] != "ExternalName"
+                && spec["clusterIP"].as_str().is_none_or(str::is_empty)
+            {
                 let ip = c.allocate_service_ip();
                 spec["clusterIP"] = json!(ip);
                 spec["clusterIPs"] = json!([ip]);
             } else if spec["clusterIPs"].is_null() && spec["clusterIP"].is_string() {
                 spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
             }
-            if spec["type"] == "LoadBalancer" || spec["type"] == "NodePort" {
-                if let Some(ports) = spec["ports"].as_array_mut() {
-                    for p in ports {
-                        if p["nodePort"].is_null() {
-                            p["nodePort"] = json!(c.allocate_node_port());
-                        }
-                    }
+            if (spec["type"] == "LoadBalancer" || spec["type"] == "NodePort")
+                && let Some(ports) = spec["ports"].as_array_mut()
+            {
+                for p in ports.iter_mut().filter(|p| p["nodePort"].is_null()) {
+                    p["nodePort"] = json!(c.allocate_node_port());
                 }
             }
             obj["status"] = json!({"loadBalancer": {}});
@@ -275,7 +315,13 @@ fn prepare_new(c: &Cluster, rt: &ResourceType, obj: &mut Value) {
     }
 }
 
-pub fn get(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, sub: Sub) -> ApiResult<Value> {
+pub fn get(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    sub: Sub,
+) -> ApiResult<Value> {
     let obj = c
         .store
         .get(rt.storage, if rt.namespaced { ns } else { "" }, name)
@@ -305,13 +351,29 @@ pub fn to_scale(obj: &Value) -> Value {
 }
 
 /// Replaces an object (PUT), or its status or scale.
-pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body: Value, sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+pub fn update(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    body: Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
     if !body.is_object() {
-        return Err(ApiError::bad_request("the body of the request was not a valid object"));
+        return Err(ApiError::bad_request(
+            "the body of the request was not a valid object",
+        ));
     }
     let ns = if rt.namespaced { ns } else { "" };
-    let current = c.store.get(rt.storage, ns, name).ok_or_else(|| ApiError::not_found(rt, name))?;
-    let body_name = body.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let current = c
+        .store
+        .get(rt.storage, ns, name)
+        .ok_or_else(|| ApiError::not_found(rt, name))?;
+    let body_name = body
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !body_name.is_empty() && body_name != name {
         return Err(ApiError::bad_request(format!(
             "the name of the object ({body_name}) does not match the name on the URL ({name})"
@@ -321,7 +383,10 @@ pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}"))))
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))
+        })
         .transpose()?;
     if let Some(e) = expected
         && rv_of(&current) != Some(e)
@@ -331,7 +396,10 @@ pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body
     let srt = storage_rt(rt);
     let mut next = match sub {
         Sub::Scale => {
-            let replicas = body.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            let replicas = body
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
             let mut n = current.clone();
             n["spec"]["replicas"] = json!(replicas);
             n
@@ -347,7 +415,15 @@ pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body
             if n["metadata"].is_null() {
                 n["metadata"] = json!({});
             }
-            for k in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "namespace",
+                "name",
+            ] {
                 let v = current["metadata"][k].clone();
                 if v.is_null() {
                     if let Some(m) = n["metadata"].as_object_mut() {
@@ -367,7 +443,10 @@ pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body
                     }
                 }
                 // Node ports are kept by port when an update omits them.
-                if let (Some(new_ports), Some(old_ports)) = (n["spec"]["ports"].as_array_mut(), current["spec"]["ports"].as_array()) {
+                if let (Some(new_ports), Some(old_ports)) = (
+                    n["spec"]["ports"].as_array_mut(),
+                    current["spec"]["ports"].as_array(),
+                ) {
                     for p in new_ports {
                         if p["nodePort"].is_null()
                             && let Some(o) = old_ports.iter().find(|o| o["port"] == p["port"])
@@ -382,10 +461,10 @@ pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body
             n
         }
     };
-    if next.get("status").is_some_and(Value::is_null) {
-        if let Some(m) = next.as_object_mut() {
-            m.remove("status");
-        }
+    if next.get("status").is_some_and(Value::is_null)
+        && let Some(m) = next.as_object_mut()
+    {
+        m.remove("status");
     }
     invalid_unless_empty(rt, name, semantics::validate(srt, &next, Some(&current)))?;
     if srt.has_generation && next["spec"] != current["spec"] {
@@ -408,17 +487,38 @@ pub fn update(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, body
 /// PATCH: apply the patch to the current object (or its Scale), then update. A
 /// `metadata.resourceVersion` in the patch is a precondition.
 #[allow(clippy::too_many_arguments)]
-pub fn patch(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, content_type: &str, body: &[u8], sub: Sub, opts: &WriteOpts) -> ApiResult<Value> {
+pub fn patch(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+    sub: Sub,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
     let kind = PatchType::from_content_type(content_type)?;
     let ns_key = if rt.namespaced { ns } else { "" };
-    let current = c.store.get(rt.storage, ns_key, name).ok_or_else(|| ApiError::not_found(rt, name))?;
+    let current = c
+        .store
+        .get(rt.storage, ns_key, name)
+        .ok_or_else(|| ApiError::not_found(rt, name))?;
     let original = match sub {
         Sub::Scale => to_scale(&current),
         _ => to_served(rt, current.clone()),
     };
     let mut patched = patch::apply(kind, &original, body)?;
-    let patched_rv = patched.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
-    if !patched_rv.is_empty() && Some(patched_rv.as_str()) != original.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+    let patched_rv = patched
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if !patched_rv.is_empty()
+        && Some(patched_rv.as_str())
+            != original
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+    {
         return Err(ApiError::conflict(rt, name));
     }
     // The update below must be guarded by the version the patch was applied to, so that
@@ -427,20 +527,43 @@ pub fn patch(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, conte
     if sub == Sub::Main && opts.strict {
         strict_check(rt, &patched, opts)?;
     }
-    update(c, rt, ns, name, patched, sub, &WriteOpts { strict: false, ..opts.clone() })
+    update(
+        c,
+        rt,
+        ns,
+        name,
+        patched,
+        sub,
+        &WriteOpts {
+            strict: false,
+            ..opts.clone()
+        },
+    )
 }
 
 /// DELETE, with graceful pod termination and cascading per `propagationPolicy`.
-pub fn delete(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, opts: &DeleteOpts) -> ApiResult<Value> {
+pub fn delete(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+) -> ApiResult<Value> {
     let ns = if rt.namespaced { ns } else { "" };
-    let current = c.store.get(rt.storage, ns, name).ok_or_else(|| ApiError::not_found(rt, name))?;
+    let current = c
+        .store
+        .get(rt.storage, ns, name)
+        .ok_or_else(|| ApiError::not_found(rt, name))?;
     if let Some(uid) = &opts.precondition_uid
         && uid != uid_of(&current)
     {
         return Err(ApiError::precondition_failed(
             rt,
             name,
-            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", uid_of(&current)),
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                uid_of(&current)
+            ),
         ));
     }
     if opts.dry_run {
@@ -459,7 +582,9 @@ pub fn delete(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, opts
                 let mut next = current.clone();
                 next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
                 next["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-                let stored = c.store.update(srt.storage, next, opts.precondition_rv.or(rv_of(&current)))?;
+                let stored =
+                    c.store
+                        .update(srt.storage, next, opts.precondition_rv.or(rv_of(&current)))?;
                 c.kick();
                 return Ok(to_served(rt, stored));
             }
@@ -474,9 +599,14 @@ pub fn delete(c: &Cluster, rt: &'static ResourceType, ns: &str, name: &str, opts
     if propagation == "Foreground" {
         delete_dependents(c, &uid);
     }
-    let gone = c.store.delete(srt.storage, ns, name, opts.precondition_rv)?;
+    let gone = c
+        .store
+        .delete(srt.storage, ns, name, opts.precondition_rv)?;
     if srt.kind == "Namespace" {
-        for r in resources::RESOURCES.iter().filter(|r| r.namespaced && r.storage == r.plural && !r.storage.is_empty()) {
+        for r in resources::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced && r.storage == r.plural && !r.storage.is_empty())
+        {
             for o in c.store.list(r.storage, Some(name)).0 {
                 let _ = c.store.delete(r.storage, name, name_of(&o), None);
             }
@@ -494,7 +624,13 @@ pub fn dependents_of(c: &Cluster, owner_uid: &str) -> Vec<(&'static str, String,
             let owned = o["metadata"]["ownerReferences"]
                 .as_array()
                 .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid));
-            owned.then(|| (storage, crate::store::ns_of(o).to_string(), name_of(o).to_string()))
+            owned.then(|| {
+                (
+                    storage,
+                    crate::store::ns_of(o).to_string(),
+                    name_of(o).to_string(),
+                )
+            })
         }));
     }
     out
@@ -503,7 +639,11 @@ pub fn dependents_of(c: &Cluster, owner_uid: &str) -> Vec<(&'static str, String,
 fn delete_dependents(c: &Cluster, owner_uid: &str) {
     for (storage, ns, name) in dependents_of(c, owner_uid) {
         let rt = resources::by_storage(storage);
-        let opts = DeleteOpts { propagation: Some("Foreground".into()), grace_seconds: Some(0), ..Default::default() };
+        let opts = DeleteOpts {
+            propagation: Some("Foreground".into()),
+            grace_seconds: Some(0),
+            ..Default::default()
+        };
         let _ = delete(c, rt, &ns, &name, &opts);
     }
 }

@@ -32,24 +32,35 @@ pub fn apply(kind: PatchType, original: &Value, body: &[u8]) -> ApiResult<Value>
     match kind {
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}"));
+                return Err(ApiError::bad_request(
+                    "json: cannot unmarshal array into Go value of type map[string]interface {}",
+                ));
             }
             let mut out = original.clone();
             json_patch::merge(&mut out, &patch);
             Ok(out)
         }
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| ApiError::bad_request(format!("the server rejected our request due to an error in our request: {e}")))?;
+            let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the server rejected our request due to an error in our request: {e}"
+                ))
+            })?;
             let mut out = original.clone();
             json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the server rejected our request due to an error in our request: {e}"),
+                )
             })?;
             Ok(out)
         }
         PatchType::Strategic => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("json: cannot unmarshal array into Go value of type map[string]interface {}"));
+                return Err(ApiError::bad_request(
+                    "json: cannot unmarshal array into Go value of type map[string]interface {}",
+                ));
             }
             strategic_merge(original, &patch, "")
         }
@@ -120,7 +131,11 @@ pub fn strategic_merge(original: &Value, patch: &Value, path: &str) -> ApiResult
             continue;
         }
         if k == "$retainKeys" {
-            retain = v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect());
+            retain = v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            });
             continue;
         }
         if let Some(field) = k.strip_prefix("$setElementOrder/") {
@@ -140,9 +155,15 @@ pub fn strategic_merge(original: &Value, patch: &Value, path: &str) -> ApiResult
             continue;
         }
         let merged = match (out.get(k), v) {
-            (Some(orig @ Value::Object(_)), Value::Object(_)) => strategic_merge(orig, v, &child_path)?,
-            (None, Value::Object(_)) => strategic_merge(&Value::Object(Map::new()), v, &child_path)?,
-            (orig, Value::Array(items)) => merge_list(orig.and_then(Value::as_array), items, &child_path)?,
+            (Some(orig @ Value::Object(_)), Value::Object(_)) => {
+                strategic_merge(orig, v, &child_path)?
+            }
+            (None, Value::Object(_)) => {
+                strategic_merge(&Value::Object(Map::new()), v, &child_path)?
+            }
+            (orig, Value::Array(items)) => {
+                merge_list(orig.and_then(Value::as_array), items, &child_path)?
+            }
             _ => v.clone(),
         };
         if merged.is_null() {
@@ -165,7 +186,10 @@ pub fn strategic_merge(original: &Value, patch: &Value, path: &str) -> ApiResult
 
 fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], path: &str) -> ApiResult<Value> {
     // A `{"$patch": "replace"}` element replaces the whole list with the other elements.
-    if patch.iter().any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if patch
+        .iter()
+        .any(|e| e.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Ok(Value::Array(
             patch
                 .iter()
@@ -190,14 +214,18 @@ fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], path: &str) -> Api
     let mut out = original;
     for item in patch {
         let Some(obj) = item.as_object() else {
-            return Err(smp_error("unable to find api field in struct for the patch: list items must be objects"));
+            return Err(smp_error(
+                "unable to find api field in struct for the patch: list items must be objects",
+            ));
         };
         let Some(kv) = obj.get(key) else {
             if obj.get("$patch").and_then(Value::as_str) == Some("delete") {
                 // `{"$patch": "delete"}` without a key: delete matching primitive entries is
                 // not meaningful for object lists; upstream rejects it.
             }
-            return Err(smp_error(&format!("map: {item} does not contain declared merge key: {key}")));
+            return Err(smp_error(&format!(
+                "map: {item} does not contain declared merge key: {key}"
+            )));
         };
         let pos = out.iter().position(|e| e.get(key) == Some(kv));
         let directive = obj.get("$patch").and_then(Value::as_str);
@@ -213,7 +241,11 @@ fn merge_list(original: Option<&Vec<Value>>, patch: &[Value], path: &str) -> Api
             (None, _) => {
                 let mut fresh = obj.clone();
                 fresh.remove("$patch");
-                out.push(strategic_merge(&Value::Object(Map::new()), &Value::Object(fresh), path)?);
+                out.push(strategic_merge(
+                    &Value::Object(Map::new()),
+                    &Value::Object(fresh),
+                    path,
+                )?);
             }
         }
     }
@@ -263,26 +295,47 @@ mod tests {
 
     #[test]
     fn containers_merge_by_name_like_kubectl_set_image() {
-        let out = smp(&deploy(), json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}}));
+        let out = smp(
+            &deploy(),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}}),
+        );
         let cs = &out["spec"]["template"]["spec"]["containers"];
         assert_eq!(cs.as_array().unwrap().len(), 2);
         assert_eq!(cs[0]["image"], "web:2");
-        assert_eq!(cs[0]["ports"][0]["containerPort"], 8080, "untouched fields stay");
+        assert_eq!(
+            cs[0]["ports"][0]["containerPort"], 8080,
+            "untouched fields stay"
+        );
         assert_eq!(cs[1]["image"], "side:1");
     }
 
     #[test]
     fn env_merges_by_name_and_delete_directive_removes() {
-        let out = smp(&deploy(), json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "env": [{"name": "B", "$patch": "delete"}, {"name": "C", "value": "3"}]}]}}}}));
+        let out = smp(
+            &deploy(),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "env": [{"name": "B", "$patch": "delete"}, {"name": "C", "value": "3"}]}]}}}}),
+        );
         let env = &out["spec"]["template"]["spec"]["containers"][0]["env"];
-        assert_eq!(env, &json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}]));
+        assert_eq!(
+            env,
+            &json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}])
+        );
     }
 
     #[test]
     fn replace_directive_on_lists_and_maps() {
-        let out = smp(&deploy(), json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "x"}, {"$patch": "replace"}]}}}}));
-        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "only", "image": "x"}]));
-        let out = smp(&deploy(), json!({"spec": {"$patch": "replace", "replicas": 1}}));
+        let out = smp(
+            &deploy(),
+            json!({"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "x"}, {"$patch": "replace"}]}}}}),
+        );
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "only", "image": "x"}])
+        );
+        let out = smp(
+            &deploy(),
+            json!({"spec": {"$patch": "replace", "replicas": 1}}),
+        );
         assert_eq!(out["spec"], json!({"replicas": 1}));
     }
 
@@ -296,26 +349,52 @@ mod tests {
     #[test]
     fn service_ports_merge_by_port_and_finalizers_union() {
         let svc = json!({"spec": {"ports": [{"port": 80, "name": "http"}, {"port": 443, "name": "https"}]}, "metadata": {"finalizers": ["a"]}});
-        let out = smp(&svc, json!({"spec": {"ports": [{"port": 443, "targetPort": 8443}]}, "metadata": {"finalizers": ["b"]}}));
-        assert_eq!(out["spec"]["ports"][1], json!({"port": 443, "name": "https", "targetPort": 8443}));
+        let out = smp(
+            &svc,
+            json!({"spec": {"ports": [{"port": 443, "targetPort": 8443}]}, "metadata": {"finalizers": ["b"]}}),
+        );
+        assert_eq!(
+            out["spec"]["ports"][1],
+            json!({"port": 443, "name": "https", "targetPort": 8443})
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
-        let out = smp(&out, json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}));
+        let out = smp(
+            &out,
+            json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
     }
 
     #[test]
     fn set_element_order_and_retain_keys() {
-        let out = smp(&deploy(), json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "sidecar"}, {"name": "web"}]}}}}));
-        assert_eq!(out["spec"]["template"]["spec"]["containers"][0]["name"], "sidecar");
+        let out = smp(
+            &deploy(),
+            json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "sidecar"}, {"name": "web"}]}}}}),
+        );
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"][0]["name"],
+            "sidecar"
+        );
         let orig = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
-        let out = smp(&orig, json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}));
+        let out = smp(
+            &orig,
+            json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}}),
+        );
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
     }
 
     #[test]
     fn merge_patch_replaces_lists_whole() {
-        let out = apply(PatchType::Merge, &deploy(), br#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"web:3"}]}}}}"#).unwrap();
-        assert_eq!(out["spec"]["template"]["spec"]["containers"], json!([{"name": "web", "image": "web:3"}]));
+        let out = apply(
+            PatchType::Merge,
+            &deploy(),
+            br#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"web:3"}]}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "web", "image": "web:3"}])
+        );
     }
 
     #[test]
@@ -330,6 +409,12 @@ mod tests {
 
     #[test]
     fn unknown_content_type_is_415() {
-        assert_eq!(PatchType::from_content_type("application/apply-patch+yaml").err().unwrap().code, 415);
+        assert_eq!(
+            PatchType::from_content_type("application/apply-patch+yaml")
+                .err()
+                .unwrap()
+                .code,
+            415
+        );
     }
 }

@@ -56,7 +56,9 @@ fn bytes_field<'a>(fs: &[(u64, Wire<'a>)], n: u64) -> Option<&'a [u8]> {
 }
 
 fn string_field(fs: &[(u64, Wire<'_>)], n: u64) -> String {
-    bytes_field(fs, n).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
+    bytes_field(fs, n)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
 }
 
 /// Decodes a protobuf-enveloped review into its JSON form, or None if it is not one.
@@ -70,7 +72,15 @@ pub fn decode_review(body: &[u8]) -> Option<Value> {
         let spec = fields(bytes_field(&raw, 2).unwrap_or(&[]))?;
         if let Some(ra) = bytes_field(&spec, 1) {
             let ra = fields(ra)?;
-            let names = ["namespace", "verb", "group", "version", "resource", "subresource", "name"];
+            let names = [
+                "namespace",
+                "verb",
+                "group",
+                "version",
+                "resource",
+                "subresource",
+                "name",
+            ];
             let mut attrs = serde_json::Map::new();
             for (i, n) in names.iter().enumerate() {
                 attrs.insert(n.to_string(), json!(string_field(&ra, i as u64 + 1)));
@@ -79,7 +89,8 @@ pub fn decode_review(body: &[u8]) -> Option<Value> {
         }
         if let Some(nra) = bytes_field(&spec, 2) {
             let nra = fields(nra)?;
-            out["spec"]["nonResourceAttributes"] = json!({"path": string_field(&nra, 1), "verb": string_field(&nra, 2)});
+            out["spec"]["nonResourceAttributes"] =
+                json!({"path": string_field(&nra, 1), "verb": string_field(&nra, 2)});
         }
     }
     Some(out)
@@ -94,6 +105,13 @@ mod tests {
         let v = super::decode_review(body).unwrap();
         assert_eq!(v["kind"], "SelfSubjectAccessReview");
         let ra = &v["spec"]["resourceAttributes"];
-        assert_eq!((ra["namespace"].as_str(), ra["verb"].as_str(), ra["resource"].as_str()), (Some("default"), Some("patch"), Some("services")));
+        assert_eq!(
+            (
+                ra["namespace"].as_str(),
+                ra["verb"].as_str(),
+                ra["resource"].as_str()
+            ),
+            (Some("default"), Some("patch"), Some("services"))
+        );
     }
 }

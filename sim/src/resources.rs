@@ -35,7 +35,9 @@ const RW: &[&str] = &[
     "watch",
 ];
 const CREATE_ONLY: &[&str] = &["create"];
-const NS_VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const NS_VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 impl ResourceType {
     pub fn api_version(&self) -> String {
@@ -103,7 +105,9 @@ pub static RESOURCES: &[ResourceType] = &[
         singular: "service",
         namespaced: true,
         short_names: &["svc"],
-        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        verbs: &[
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ],
         subresources: &["status"],
         storage: "services",
         has_generation: false,

@@ -199,7 +199,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once('=') {
                 (f, true, v)
             } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+                return Err(format!(
+                    "invalid selector: '{part}'; can't understand '{part}'"
+                ));
             };
             out.push((field.trim().to_string(), eq, value.trim().to_string()));
         }
@@ -208,7 +210,11 @@ impl FieldSelector {
 
     /// Checks every field is one the resource supports (upstream: 400 with this message).
     pub fn validate(&self, allowed: &[&str]) -> Result<(), String> {
-        match self.0.iter().find(|(f, _, _)| !allowed.contains(&f.as_str())) {
+        match self
+            .0
+            .iter()
+            .find(|(f, _, _)| !allowed.contains(&f.as_str()))
+        {
             Some((field, _, _)) => Err(format!("field label not supported: {field}")),
             None => Ok(()),
         }
@@ -264,7 +270,14 @@ pub fn allowed_fields(group: &str, plural: &str) -> Vec<&'static str> {
             "reportingController",
             "type",
         ]),
-        ("", "pods") => f.extend(["spec.nodeName", "status.phase", "status.podIP", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName"]),
+        ("", "pods") => f.extend([
+            "spec.nodeName",
+            "status.phase",
+            "status.podIP",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+        ]),
         ("", "namespaces") => f.push("status.phase"),
         ("apps", "replicasets") => f.push("status.replicas"),
         _ => {}
@@ -301,11 +314,25 @@ mod tests {
             "missing notin (x)",
         ];
         for s in yes {
-            assert!(LabelSelector::parse(s).unwrap().matches(&l), "{s} should match");
+            assert!(
+                LabelSelector::parse(s).unwrap().matches(&l),
+                "{s} should match"
+            );
         }
-        let no = ["app=web", "color!=blue", "color in (green)", "color notin (blue)", "tier", "!app", "missing in (x)"];
+        let no = [
+            "app=web",
+            "color!=blue",
+            "color in (green)",
+            "color notin (blue)",
+            "tier",
+            "!app",
+            "missing in (x)",
+        ];
         for s in no {
-            assert!(!LabelSelector::parse(s).unwrap().matches(&l), "{s} should not match");
+            assert!(
+                !LabelSelector::parse(s).unwrap().matches(&l),
+                "{s} should not match"
+            );
         }
         assert!(LabelSelector::parse("a b").is_err());
         assert!(LabelSelector::parse("=x").is_err());
@@ -324,9 +351,21 @@ mod tests {
     #[test]
     fn field_selectors_on_nested_fields() {
         let ev = json!({"metadata": {"name": "e1", "namespace": "default"}, "involvedObject": {"kind": "Service", "name": "shop"}});
-        assert!(FieldSelector::parse("involvedObject.kind=Service,involvedObject.name=shop").unwrap().matches(&ev));
-        assert!(!FieldSelector::parse("involvedObject.name!=shop").unwrap().matches(&ev));
-        assert!(FieldSelector::parse("metadata.name==e1").unwrap().matches(&ev));
+        assert!(
+            FieldSelector::parse("involvedObject.kind=Service,involvedObject.name=shop")
+                .unwrap()
+                .matches(&ev)
+        );
+        assert!(
+            !FieldSelector::parse("involvedObject.name!=shop")
+                .unwrap()
+                .matches(&ev)
+        );
+        assert!(
+            FieldSelector::parse("metadata.name==e1")
+                .unwrap()
+                .matches(&ev)
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 }

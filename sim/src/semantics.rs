@@ -14,7 +14,8 @@ const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric charact
 fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -30,7 +31,8 @@ fn is_dns1035_label(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s.as_bytes()[0].is_ascii_alphanumeric()
             && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
 }
@@ -58,7 +60,9 @@ fn go_label_selector(sel: &Value) -> String {
         .and_then(Value::as_object)
         .map(go_map)
         .unwrap_or_else(|| "map[string]string(nil)".into());
-    format!("v1.LabelSelector{{MatchLabels:{ml}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}")
+    format!(
+        "v1.LabelSelector{{MatchLabels:{ml}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}}"
+    )
 }
 
 fn check_labels(causes: &mut Causes, path: &str, labels: Option<&Value>) {
@@ -67,11 +71,19 @@ fn check_labels(causes: &mut Causes, path: &str, labels: Option<&Value>) {
     };
     for (k, v) in m {
         if !is_qualified_name(k) {
-            causes.push((path.into(), "FieldValueInvalid", format!("Invalid value: {k:?}: {QUALIFIED_NAME_MSG}")));
+            causes.push((
+                path.into(),
+                "FieldValueInvalid",
+                format!("Invalid value: {k:?}: {QUALIFIED_NAME_MSG}"),
+            ));
         }
         let val = v.as_str().unwrap_or("");
         if !is_label_value(val) {
-            causes.push((path.into(), "FieldValueInvalid", format!("Invalid value: {val:?}: {LABEL_VALUE_MSG}")));
+            causes.push((
+                path.into(),
+                "FieldValueInvalid",
+                format!("Invalid value: {val:?}: {LABEL_VALUE_MSG}"),
+            ));
         }
     }
 }
@@ -88,8 +100,16 @@ fn default_container(c: &mut Value) {
     set_default(c, "resources", json!({}));
     let image = c["image"].as_str().unwrap_or("");
     let last = image.rsplit('/').next().unwrap_or("");
-    let pull = if !last.contains(':') || last.ends_with(":latest") { "Always" } else { "IfNotPresent" };
-    let pull = if image.contains('@') { "IfNotPresent" } else { pull };
+    let pull = if !last.contains(':') || last.ends_with(":latest") {
+        "Always"
+    } else {
+        "IfNotPresent"
+    };
+    let pull = if image.contains('@') {
+        "IfNotPresent"
+    } else {
+        pull
+    };
     set_default(c, "imagePullPolicy", json!(pull));
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
@@ -193,18 +213,38 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
 }
 
 fn check_pod_template(causes: &mut Causes, tmpl: &Value, path: &str) {
-    check_labels(causes, &format!("{path}.metadata.labels"), tmpl.pointer("/metadata/labels"));
+    check_labels(
+        causes,
+        &format!("{path}.metadata.labels"),
+        tmpl.pointer("/metadata/labels"),
+    );
     let containers = tmpl.pointer("/spec/containers").and_then(Value::as_array);
     match containers {
-        None => causes.push((format!("{path}.spec.containers"), "FieldValueRequired", "Required value".into())),
-        Some(cs) if cs.is_empty() => causes.push((format!("{path}.spec.containers"), "FieldValueRequired", "Required value".into())),
+        None => causes.push((
+            format!("{path}.spec.containers"),
+            "FieldValueRequired",
+            "Required value".into(),
+        )),
+        Some(cs) if cs.is_empty() => causes.push((
+            format!("{path}.spec.containers"),
+            "FieldValueRequired",
+            "Required value".into(),
+        )),
         Some(cs) => {
             for (i, c) in cs.iter().enumerate() {
                 if c["name"].as_str().is_none_or(str::is_empty) {
-                    causes.push((format!("{path}.spec.containers[{i}].name"), "FieldValueRequired", "Required value".into()));
+                    causes.push((
+                        format!("{path}.spec.containers[{i}].name"),
+                        "FieldValueRequired",
+                        "Required value".into(),
+                    ));
                 }
                 if c["image"].as_str().is_none_or(|s| s.trim().is_empty()) {
-                    causes.push((format!("{path}.spec.containers[{i}].image"), "FieldValueRequired", "Required value".into()));
+                    causes.push((
+                        format!("{path}.spec.containers[{i}].image"),
+                        "FieldValueRequired",
+                        "Required value".into(),
+                    ));
                 }
             }
         }
@@ -216,44 +256,80 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
     let mut causes = Causes::new();
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let name_ok = match rt.kind {
-        "Service" | "Namespace" => is_dns1035_label(name) || (rt.kind == "Namespace" && is_dns1123_label(name)),
+        "Service" | "Namespace" => {
+            is_dns1035_label(name) || (rt.kind == "Namespace" && is_dns1123_label(name))
+        }
         "Event" | "Lease" => !name.is_empty(),
         _ => is_dns1123_subdomain(name),
     };
     if !name_ok {
-        let msg = if rt.kind == "Service" { DNS1035_MSG } else { DNS1123_SUBDOMAIN_MSG };
-        causes.push(("metadata.name".into(), "FieldValueInvalid", format!("Invalid value: {name:?}: {msg}")));
+        let msg = if rt.kind == "Service" {
+            DNS1035_MSG
+        } else {
+            DNS1123_SUBDOMAIN_MSG
+        };
+        causes.push((
+            "metadata.name".into(),
+            "FieldValueInvalid",
+            format!("Invalid value: {name:?}: {msg}"),
+        ));
     }
-    check_labels(&mut causes, "metadata.labels", obj.pointer("/metadata/labels"));
+    check_labels(
+        &mut causes,
+        "metadata.labels",
+        obj.pointer("/metadata/labels"),
+    );
     match rt.kind {
         "Deployment" | "ReplicaSet" => {
             let spec = &obj["spec"];
             if let Some(r) = spec["replicas"].as_i64()
                 && r < 0
             {
-                causes.push(("spec.replicas".into(), "FieldValueInvalid", format!("Invalid value: {r}: must be greater than or equal to 0")));
+                causes.push((
+                    "spec.replicas".into(),
+                    "FieldValueInvalid",
+                    format!("Invalid value: {r}: must be greater than or equal to 0"),
+                ));
             }
             let sel = &spec["selector"];
             let sel_empty = sel.is_null()
                 || (sel["matchLabels"].as_object().is_none_or(Map::is_empty)
                     && sel["matchExpressions"].as_array().is_none_or(Vec::is_empty));
             if sel_empty {
-                causes.push(("spec.selector".into(), "FieldValueRequired", "Required value".into()));
+                causes.push((
+                    "spec.selector".into(),
+                    "FieldValueRequired",
+                    "Required value".into(),
+                ));
                 causes.push((
                     "spec.selector".into(),
                     "FieldValueInvalid",
-                    format!("Invalid value: {}: empty selector is invalid for deployment", go_label_selector(sel)),
+                    format!(
+                        "Invalid value: {}: empty selector is invalid for deployment",
+                        go_label_selector(sel)
+                    ),
                 ));
             } else {
-                check_labels(&mut causes, "spec.selector.matchLabels", sel.get("matchLabels"));
+                check_labels(
+                    &mut causes,
+                    "spec.selector.matchLabels",
+                    sel.get("matchLabels"),
+                );
                 let selector = crate::selector::LabelSelector::from_object(sel).unwrap_or_default();
                 let tmpl_labels = crate::selector::labels_of(&spec["template"]);
                 if !selector.matches(&tmpl_labels) {
-                    let shown = spec.pointer("/template/metadata/labels").and_then(Value::as_object).cloned().unwrap_or_default();
+                    let shown = spec
+                        .pointer("/template/metadata/labels")
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default();
                     causes.push((
                         "spec.template.metadata.labels".into(),
                         "FieldValueInvalid",
-                        format!("Invalid value: {}: `selector` does not match template `labels`", go_map(&shown)),
+                        format!(
+                            "Invalid value: {}: `selector` does not match template `labels`",
+                            go_map(&shown)
+                        ),
                     ));
                 }
             }
@@ -263,7 +339,10 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
                 causes.push((
                     "spec.selector".into(),
                     "FieldValueInvalid",
-                    format!("Invalid value: {}: field is immutable", go_label_selector(sel)),
+                    format!(
+                        "Invalid value: {}: field is immutable",
+                        go_label_selector(sel)
+                    ),
                 ));
             }
             check_pod_template(&mut causes, &spec["template"], "spec.template");
@@ -273,14 +352,25 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
                     causes.push(("spec.strategy.type".into(), "FieldValueNotSupported", format!("Unsupported value: {st:?}: supported values: \"Recreate\", \"RollingUpdate\"")));
                 }
                 if st == "Recreate" && !spec["strategy"]["rollingUpdate"].is_null() {
-                    causes.push(("spec.strategy.rollingUpdate".into(), "FieldValueForbidden", "Forbidden: may not be specified when strategy `type` is 'Recreate'".into()));
+                    causes.push((
+                        "spec.strategy.rollingUpdate".into(),
+                        "FieldValueForbidden",
+                        "Forbidden: may not be specified when strategy `type` is 'Recreate'".into(),
+                    ));
                 }
             }
         }
         "Service" => {
             let spec = &obj["spec"];
-            if spec["ports"].as_array().is_none_or(Vec::is_empty) && spec["type"] != "ExternalName" && spec["clusterIP"] != "None" {
-                causes.push(("spec.ports".into(), "FieldValueRequired", "Required value".into()));
+            if spec["ports"].as_array().is_none_or(Vec::is_empty)
+                && spec["type"] != "ExternalName"
+                && spec["clusterIP"] != "None"
+            {
+                causes.push((
+                    "spec.ports".into(),
+                    "FieldValueRequired",
+                    "Required value".into(),
+                ));
             }
             check_labels(&mut causes, "spec.selector", spec.get("selector"));
             if let Some(old) = old {
@@ -289,7 +379,10 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
                     causes.push((
                         "spec.clusterIPs[0]".into(),
                         "FieldValueInvalid",
-                        format!("Invalid value: []string{{{:?}}}: may not change once set", n.as_str().unwrap_or("")),
+                        format!(
+                            "Invalid value: []string{{{:?}}}: may not change once set",
+                            n.as_str().unwrap_or("")
+                        ),
                     ));
                 }
             }
@@ -298,7 +391,11 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
             let tmpl = json!({"metadata": obj["metadata"].clone(), "spec": obj["spec"].clone()});
             let mut pc = Causes::new();
             check_pod_template(&mut pc, &tmpl, "");
-            causes.extend(pc.into_iter().filter(|(f, _, _)| !f.starts_with("metadata")).map(|(f, r, m)| (f.trim_start_matches('.').to_string(), r, m)));
+            causes.extend(
+                pc.into_iter()
+                    .filter(|(f, _, _)| !f.starts_with("metadata"))
+                    .map(|(f, r, m)| (f.trim_start_matches('.').to_string(), r, m)),
+            );
         }
         _ => {}
     }
@@ -309,8 +406,13 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
 /// object does not know are an error. Decoding into the k8s-openapi type and back drops
 /// unknown fields; whatever was dropped is reported.
 pub fn unknown_fields(rt: &ResourceType, obj: &Value) -> Result<Vec<String>, String> {
-    use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc, events::v1 as ev};
-    fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Result<Value, String> {
+    use k8s_openapi::api::{
+        apps::v1 as apps, coordination::v1 as coord, core::v1 as core, discovery::v1 as disc,
+        events::v1 as ev,
+    };
+    fn roundtrip<T: serde::de::DeserializeOwned + serde::Serialize>(
+        v: &Value,
+    ) -> Result<Value, String> {
         let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
         serde_json::to_value(t).map_err(|e| e.to_string())
     }
@@ -336,16 +438,19 @@ fn diff_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) 
     match (input, known) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in a {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let empty = v.is_null()
+                    || v.as_object().is_some_and(Map::is_empty)
+                    || v.as_array().is_some_and(Vec::is_empty);
                 match b.get(k) {
-                    None if !v.is_null() && !(v.is_object() && v.as_object().is_some_and(Map::is_empty)) && !(v.is_array() && v.as_array().is_some_and(Vec::is_empty)) => {
-                        // Free-form maps (labels, annotations, selectors) round-trip whole, so
-                        // a missing key here is a field the schema does not declare.
-                        if !matches!(k.as_str(), "kind" | "apiVersion") {
-                            out.push(p)
-                        }
-                    }
                     Some(bv) => diff_fields(v, bv, &p, out),
+                    // Free-form maps (labels, annotations, selectors) round-trip whole, so
+                    // a missing key here is a field the schema does not declare.
+                    None if !empty && !matches!(k.as_str(), "kind" | "apiVersion") => out.push(p),
                     None => {}
                 }
             }
@@ -380,7 +485,10 @@ mod tests {
         let d = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}, "strategy": {"type": "RollingUpdate"}}});
         let causes = validate(rt, &d, None);
         assert_eq!(causes[0].0, "spec.template.metadata.labels");
-        assert_eq!(causes[0].2, "Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`");
+        assert_eq!(
+            causes[0].2,
+            "Invalid value: map[string]string{\"app\":\"b\"}: `selector` does not match template `labels`"
+        );
         let mut ok = d.clone();
         ok["spec"]["template"]["metadata"]["labels"]["app"] = json!("a");
         assert!(validate(rt, &ok, None).is_empty());
@@ -396,6 +504,12 @@ mod tests {
     fn strict_validation_finds_unknown_fields() {
         let rt = find("apps", "v1", "deployments").unwrap();
         let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "labels": {"any": "x"}}, "spec": {"replicas": 1, "bogus": 1, "selector": {"matchLabels": {"a": "b"}}, "template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolcy": "x"}]}}}});
-        assert_eq!(unknown_fields(rt, &d).unwrap(), vec!["spec.bogus", "spec.template.spec.containers[0].imagePullPolcy"]);
+        assert_eq!(
+            unknown_fields(rt, &d).unwrap(),
+            vec![
+                "spec.bogus",
+                "spec.template.spec.containers[0].imagePullPolcy"
+            ]
+        );
     }
 }

@@ -44,7 +44,13 @@ fn json_response(code: u16, v: &Value) -> Response<Body> {
 }
 
 fn error_response(e: &ApiError) -> Response<Body> {
-    json_response(e.code, &e.to_status())
+    let mut r = json_response(e.code, &e.to_status());
+    // Upstream's priority-and-fairness and 503s tell clients when to come back.
+    if e.code == 429 || e.code == 503 {
+        r.headers_mut()
+            .insert("Retry-After", hyper::header::HeaderValue::from_static("1"));
+    }
+    r
 }
 
 fn parse_query(q: &str) -> HashMap<String, String> {
@@ -52,7 +58,11 @@ fn parse_query(q: &str) -> HashMap<String, String> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(k), dec(v))
         })
         .collect()
@@ -75,11 +85,13 @@ fn parse_resource_path(path: &str) -> Option<Target> {
     };
     let owned = |s: &&str| s.to_string();
     let (namespace, rest) = match rest {
-        ["namespaces", ns, r, tail @ ..] if resources::find(group, version, r).is_some() => (Some(ns.to_string()), {
-            let mut v = vec![*r];
-            v.extend_from_slice(tail);
-            v
-        }),
+        ["namespaces", ns, r, tail @ ..] if resources::find(group, version, r).is_some() => {
+            (Some(ns.to_string()), {
+                let mut v = vec![*r];
+                v.extend_from_slice(tail);
+                v
+            })
+        }
         other => (None, other.to_vec()),
     };
     let rt = resources::find(group, version, rest.first()?)?;
@@ -94,11 +106,20 @@ fn parse_resource_path(path: &str) -> Option<Target> {
     })
 }
 
-pub async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    ctx: Arc<ServerCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let content_type = header("content-type");
     let accept = header("accept");
     let auth = header("authorization");
@@ -111,7 +132,9 @@ pub async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Respo
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = if auth != format!("Bearer {}", ctx.token) && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz") {
+    let response = if auth != format!("Bearer {}", ctx.token)
+        && !matches!(path.as_str(), "/healthz" | "/livez" | "/readyz")
+    {
         error_response(&ApiError::unauthorized())
     } else {
         route(&ctx, &method, &path, &query, &content_type, &accept, &body).await
@@ -128,7 +151,15 @@ pub async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Respo
     Ok(response)
 }
 
-async fn route(ctx: &ServerCtx, method: &Method, path: &str, query: &str, content_type: &str, accept: &str, body: &Bytes) -> Response<Body> {
+async fn route(
+    ctx: &ServerCtx,
+    method: &Method,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    accept: &str,
+    body: &Bytes,
+) -> Response<Body> {
     let c = &ctx.cluster;
     if method == Method::GET {
         let doc = match path.trim_end_matches('/') {
@@ -137,7 +168,11 @@ async fn route(ctx: &ServerCtx, method: &Method, path: &str, query: &str, conten
             "/apis" => Some(discovery::api_group_list()),
             "/openapi/v3" => Some(discovery::openapi_root()),
             "/healthz" | "/livez" | "/readyz" => {
-                return Response::builder().status(200).header("Content-Type", "text/plain").body(full("ok")).expect("response");
+                return Response::builder()
+                    .status(200)
+                    .header("Content-Type", "text/plain")
+                    .body(full("ok"))
+                    .expect("response");
             }
             p => {
                 let segs: Vec<&str> = p.trim_matches('/').split('/').collect();
@@ -145,7 +180,9 @@ async fn route(ctx: &ServerCtx, method: &Method, path: &str, query: &str, conten
                     ["api", v] => discovery::resource_list("", v),
                     ["apis", g] => discovery::api_group(g),
                     ["apis", g, v] => discovery::resource_list(g, v),
-                    ["openapi", "v3", rest @ ..] => discovery::openapi_group_version(&rest.join("/")),
+                    ["openapi", "v3", rest @ ..] => {
+                        discovery::openapi_group_version(&rest.join("/"))
+                    }
                     _ => None,
                 }
             }
@@ -155,7 +192,10 @@ async fn route(ctx: &ServerCtx, method: &Method, path: &str, query: &str, conten
         }
     }
     let Some(target) = parse_resource_path(path) else {
-        return json_response(404, &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "the server could not find the requested resource", "reason": "NotFound", "details": {}, "code": 404}));
+        return json_response(
+            404,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": "the server could not find the requested resource", "reason": "NotFound", "details": {}, "code": 404}),
+        );
     };
     let q = parse_query(query);
     match serve_resource(ctx, c, method, &target, &q, content_type, accept, body).await {
@@ -165,13 +205,34 @@ async fn route(ctx: &ServerCtx, method: &Method, path: &str, query: &str, conten
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_resource(ctx: &ServerCtx, c: &Cluster, method: &Method, t: &Target, q: &HashMap<String, String>, content_type: &str, accept: &str, body: &Bytes) -> ApiResult<Response<Body>> {
+async fn serve_resource(
+    ctx: &ServerCtx,
+    c: &Cluster,
+    method: &Method,
+    t: &Target,
+    q: &HashMap<String, String>,
+    content_type: &str,
+    accept: &str,
+    body: &Bytes,
+) -> ApiResult<Response<Body>> {
     let rt = t.rt;
     let ns = t.namespace.clone().unwrap_or_default();
-    if rt.namespaced == false && t.namespace.is_some() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+    if !rt.namespaced && t.namespace.is_some() {
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
-    let sub = Sub::parse(t.sub.as_deref()).filter(|s| s.name().is_none_or(|n| rt.subresources.contains(&n))).ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+    let sub = Sub::parse(t.sub.as_deref())
+        .filter(|s| s.name().is_none_or(|n| rt.subresources.contains(&n)))
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
     let watching = q.get("watch").is_some_and(|w| w == "1" || w == "true");
     let verb = match (method.as_str(), t.name.is_some()) {
         ("GET", true) => "get",
@@ -202,12 +263,22 @@ async fn serve_resource(ctx: &ServerCtx, c: &Cluster, method: &Method, t: &Targe
             return Err(e);
         }
         FaultOutcome::Forbidden => {
-            return Err(ApiError::forbidden(rt, &name, USER, verb, t.sub.as_deref(), t.namespace.as_deref()));
+            return Err(ApiError::forbidden(
+                rt,
+                &name,
+                USER,
+                verb,
+                t.sub.as_deref(),
+                t.namespace.as_deref(),
+            ));
         }
     }
     let dry_run = q.get("dryRun").is_some_and(|d| d == "All");
     if q.get("dryRun").is_some_and(|d| !d.is_empty() && d != "All") {
-        return Err(ApiError::bad_request(format!("Invalid dry run value: {}", q["dryRun"])));
+        return Err(ApiError::bad_request(format!(
+            "Invalid dry run value: {}",
+            q["dryRun"]
+        )));
     }
     let strict = q.get("fieldValidation").is_some_and(|v| v == "Strict");
     let wopts = WriteOpts { dry_run, strict };
@@ -216,7 +287,11 @@ async fn serve_resource(ctx: &ServerCtx, c: &Cluster, method: &Method, t: &Targe
     let parse_body = || -> ApiResult<Value> {
         serde_json::from_slice(body).map_err(|e| {
             if content_type.contains("protobuf") {
-                ApiError::new(415, "UnsupportedMediaType", "the simulator speaks JSON only")
+                ApiError::new(
+                    415,
+                    "UnsupportedMediaType",
+                    "the simulator speaks JSON only",
+                )
             } else {
                 ApiError::bad_request(format!("json: {e}"))
             }
@@ -227,28 +302,45 @@ async fn serve_resource(ctx: &ServerCtx, c: &Cluster, method: &Method, t: &Targe
             let obj = ops::get(c, rt, &ns, &name, sub)?;
             if wants_table && sub == Sub::Main {
                 let stored = ops::to_stored(rt, obj.clone());
-                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
-                return Ok(json_response(200, &table::table(rt, &[stored], &rv, None, include)));
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                return Ok(json_response(
+                    200,
+                    &table::table(rt, &[stored], &rv, None, include),
+                ));
             }
             Ok(json_response(200, &obj))
         }
-        "list" => list(c, rt, t.namespace.as_deref(), q, wants_table, include).map(|v| json_response(200, &v)),
+        "list" => list(c, rt, t.namespace.as_deref(), q, wants_table, include)
+            .map(|v| json_response(200, &v)),
         "watch" => watch(c, rt, t.namespace.clone(), q, wants_table, include),
         "create" if rt.is_review() => {
             let review_body = if content_type.contains("protobuf") {
-                crate::proto::decode_review(body).ok_or_else(|| ApiError::bad_request("could not decode protobuf review"))?
+                crate::proto::decode_review(body)
+                    .ok_or_else(|| ApiError::bad_request("could not decode protobuf review"))?
             } else {
                 parse_body()?
             };
             Ok(json_response(201, &review(c, rt, review_body)))
         }
-        "create" => Ok(json_response(201, &ops::create(c, rt, &ns, parse_body()?, &wopts)?)),
-        "update" => Ok(json_response(200, &ops::update(c, rt, &ns, &name, parse_body()?, sub, &wopts)?)),
+        "create" => Ok(json_response(
+            201,
+            &ops::create(c, rt, &ns, parse_body()?, &wopts)?,
+        )),
+        "update" => Ok(json_response(
+            200,
+            &ops::update(c, rt, &ns, &name, parse_body()?, sub, &wopts)?,
+        )),
         "patch" => {
             if content_type.starts_with("application/apply-patch") {
                 return Err(ApiError::unsupported_media_type(content_type));
             }
-            Ok(json_response(200, &ops::patch(c, rt, &ns, &name, content_type, body, sub, &wopts)?))
+            Ok(json_response(
+                200,
+                &ops::patch(c, rt, &ns, &name, content_type, body, sub, &wopts)?,
+            ))
         }
         "delete" => {
             let mut opts = delete_opts(q, body)?;
@@ -264,20 +356,40 @@ async fn serve_resource(ctx: &ServerCtx, c: &Cluster, method: &Method, t: &Targe
                 deleted.push(ops::delete(c, rt, ns_of(&o), name_of(&o), &opts)?);
             }
             let _ = ctx;
-            Ok(json_response(200, &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": {}, "items": deleted})))
+            Ok(json_response(
+                200,
+                &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": {}, "items": deleted}),
+            ))
         }
         _ => Err(ApiError::method_not_allowed()),
     }
 }
 
 fn delete_opts(q: &HashMap<String, String>, body: &Bytes) -> ApiResult<DeleteOpts> {
-    let b: Value = if body.is_empty() { json!({}) } else { serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("json: {e}")))? };
+    let b: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("json: {e}")))?
+    };
     Ok(DeleteOpts {
-        dry_run: b["dryRun"].as_array().is_some_and(|a| a.iter().any(|d| d == "All")),
-        propagation: b["propagationPolicy"].as_str().map(String::from).or_else(|| q.get("propagationPolicy").cloned()),
-        grace_seconds: b["gracePeriodSeconds"].as_i64().or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok())),
-        precondition_uid: b.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from),
-        precondition_rv: b.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|s| s.parse().ok()),
+        dry_run: b["dryRun"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|d| d == "All")),
+        propagation: b["propagationPolicy"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| q.get("propagationPolicy").cloned()),
+        grace_seconds: b["gracePeriodSeconds"]
+            .as_i64()
+            .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok())),
+        precondition_uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        precondition_rv: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok()),
     })
 }
 
@@ -289,10 +401,18 @@ struct Filter {
 
 impl Filter {
     fn new(rt: &ResourceType, ns: Option<&str>, q: &HashMap<String, String>) -> ApiResult<Filter> {
-        let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or("")).map_err(ApiError::bad_request)?;
-        let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or("")).map_err(ApiError::bad_request)?;
-        fields.validate(&allowed_fields(rt.group, rt.plural)).map_err(ApiError::bad_request)?;
-        Ok(Filter { ns: ns.map(String::from), labels, fields })
+        let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
+            .map_err(ApiError::bad_request)?;
+        fields
+            .validate(&allowed_fields(rt.group, rt.plural))
+            .map_err(ApiError::bad_request)?;
+        Ok(Filter {
+            ns: ns.map(String::from),
+            labels,
+            fields,
+        })
     }
 
     /// Matches the served form (field selectors name served fields such as `regarding.*`).
@@ -311,19 +431,36 @@ impl Filter {
 }
 
 fn encode_continue(rv: u64, after: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json!({"rv": rv, "start": after}).to_string())
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(json!({"rv": rv, "start": after}).to_string())
 }
 
 fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
     let bad = || ApiError::bad_request("continue key is not valid: illegal base64 data");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    Ok((v["rv"].as_u64().ok_or_else(bad)?, v["start"].as_str().ok_or_else(bad)?.to_string()))
+    Ok((
+        v["rv"].as_u64().ok_or_else(bad)?,
+        v["start"].as_str().ok_or_else(bad)?.to_string(),
+    ))
 }
 
-fn list(c: &Cluster, rt: &'static ResourceType, ns: Option<&str>, q: &HashMap<String, String>, as_table: bool, include: Include) -> ApiResult<Value> {
+fn list(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: Option<&str>,
+    q: &HashMap<String, String>,
+    as_table: bool,
+    include: Include,
+) -> ApiResult<Value> {
     let filter = Filter::new(rt, ns, q)?;
-    let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
     let start = match q.get("continue").filter(|s| !s.is_empty()) {
         Some(tok) => Some(decode_continue(tok)?),
         None => None,
@@ -334,7 +471,11 @@ fn list(c: &Cluster, rt: &'static ResourceType, ns: Option<&str>, q: &HashMap<St
     let mut items = Vec::new();
     let mut cont = None;
     let mut remaining = 0usize;
-    for o in all.into_iter().filter(|o| start.as_ref().is_none_or(|(_, after)| key(o).as_str() > after.as_str())) {
+    for o in all.into_iter().filter(|o| {
+        start
+            .as_ref()
+            .is_none_or(|(_, after)| key(o).as_str() > after.as_str())
+    }) {
         if !filter.matches(rt, &o) {
             continue;
         }
@@ -374,17 +515,29 @@ fn list(c: &Cluster, rt: &'static ResourceType, ns: Option<&str>, q: &HashMap<St
         md["continue"] = json!(ct);
         md["remainingItemCount"] = json!(remaining);
     }
-    Ok(json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": md, "items": items}))
+    Ok(
+        json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": md, "items": items}),
+    )
 }
 
-fn event_line(rt: &'static ResourceType, type_: &str, stored: &Value, as_table: bool, include: Include) -> Bytes {
+fn event_line(
+    rt: &'static ResourceType,
+    type_: &str,
+    stored: &Value,
+    as_table: bool,
+    include: Include,
+) -> Bytes {
     let object = if as_table {
-        let rv = stored["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let rv = stored["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         table::table(rt, std::slice::from_ref(stored), &rv, None, include)
     } else {
         ops::to_served(rt, stored.clone())
     };
-    let mut line = serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({"type": type_, "object": object})).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -414,15 +567,30 @@ fn classify(rt: &ResourceType, f: &Filter, ch: &Change) -> Option<&'static str> 
     }
 }
 
-fn watch(c: &Cluster, rt: &'static ResourceType, ns: Option<String>, q: &HashMap<String, String>, as_table: bool, include: Include) -> ApiResult<Response<Body>> {
+fn watch(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: Option<String>,
+    q: &HashMap<String, String>,
+    as_table: bool,
+    include: Include,
+) -> ApiResult<Response<Body>> {
     let filter = Filter::new(rt, ns.as_deref(), q)?;
     let since: Option<u64> = match q.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
-        Some(s) => Some(s.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?),
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {s}")))?,
+        ),
     };
     let send_initial = q.get("sendInitialEvents").is_some_and(|v| v == "true");
-    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
-    let timeout = q.get("timeoutSeconds").and_then(|t| t.parse::<u64>().ok()).map(Duration::from_secs);
+    let bookmarks = q
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true" || v == "1");
+    let timeout = q
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
     let faults = c.watch_faults();
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     // Initial state: a snapshot as ADDED events (no resourceVersion, or sendInitialEvents),
@@ -433,21 +601,30 @@ fn watch(c: &Cluster, rt: &'static ResourceType, ns: Option<String>, q: &HashMap
                 let lines: Vec<Bytes> = backlog
                     .iter()
                     .filter(|ch| ch.storage == rt.storage)
-                    .filter_map(|ch| classify(rt, &filter, ch).map(|t| event_line(rt, t, &ch.object, as_table, include)))
+                    .filter_map(|ch| {
+                        classify(rt, &filter, ch)
+                            .map(|t| event_line(rt, t, &ch.object, as_table, include))
+                    })
                     .collect();
                 let last = backlog.last().map(|ch| ch.rv).unwrap_or(rv);
                 (lines, rx, last)
             }
             Err(e) => {
                 // Upstream answers 200 and sends the 410 as an ERROR event.
-                let mut line = serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+                let mut line =
+                    serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+                        .unwrap_or_default();
                 line.push(b'\n');
                 return Ok(stream_response(vec![Bytes::from(line)], None));
             }
         },
         _ => {
             let (items, rv, rx) = c.store.list_and_watch(rt.storage, ns.as_deref());
-            let mut lines: Vec<Bytes> = items.iter().filter(|o| filter.matches(rt, o)).map(|o| event_line(rt, "ADDED", o, as_table, include)).collect();
+            let mut lines: Vec<Bytes> = items
+                .iter()
+                .filter(|o| filter.matches(rt, o))
+                .map(|o| event_line(rt, "ADDED", o, as_table, include))
+                .collect();
             if send_initial {
                 lines.push(bookmark(rt, rv, true));
             }
@@ -508,9 +685,14 @@ fn stream_response(first: Vec<Bytes>, rx: Option<mpsc::Receiver<Bytes>>) -> Resp
     let body: Body = match rx {
         Some(rx) => {
             let tail = tokio_stream::wrappers::ReceiverStream::new(rx);
-            BodyExt::boxed(StreamBody::new(head.chain(tail).map(|b| Ok::<_, Infallible>(Frame::data(b)))))
+            BodyExt::boxed(StreamBody::new(
+                head.chain(tail)
+                    .map(|b| Ok::<_, Infallible>(Frame::data(b))),
+            ))
         }
-        None => BodyExt::boxed(StreamBody::new(head.map(|b| Ok::<_, Infallible>(Frame::data(b))))),
+        None => BodyExt::boxed(StreamBody::new(
+            head.map(|b| Ok::<_, Infallible>(Frame::data(b))),
+        )),
     };
     Response::builder()
         .status(StatusCode::OK)
@@ -540,6 +722,10 @@ fn review(c: &Cluster, rt: &ResourceType, mut body: Value) -> Value {
     }
     let name = attrs["name"].as_str().unwrap_or("");
     let denied = c.would_forbid(verb, &resource, name);
-    body["status"] = if denied { json!({"allowed": false, "reason": "denied by bluegreen-sim fault"}) } else { json!({"allowed": true, "reason": "bluegreen-sim allows everything"}) };
+    body["status"] = if denied {
+        json!({"allowed": false})
+    } else {
+        json!({"allowed": true, "reason": "bluegreen-sim allows everything"})
+    };
     body
 }

@@ -16,6 +16,9 @@ use tokio::sync::{broadcast, watch};
 /// How many changes a watch can resume from; older resourceVersions get 410 Gone.
 pub const HISTORY_LEN: usize = 20_000;
 
+/// What a watch starts from: the retained changes after its version, and the live feed.
+pub type WatchStart = (Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventType {
     Added,
@@ -155,7 +158,12 @@ impl Store {
     }
 
     /// Visits objects without copying them all (controllers scan large stores).
-    pub fn scan<R>(&self, storage: &str, ns: Option<&str>, mut f: impl FnMut(&Value) -> Option<R>) -> Vec<R> {
+    pub fn scan<R>(
+        &self,
+        storage: &str,
+        ns: Option<&str>,
+        mut f: impl FnMut(&Value) -> Option<R>,
+    ) -> Vec<R> {
         let inner = self.lock();
         let Some(b) = inner.objects.get(storage) else {
             return Vec::new();
@@ -204,7 +212,10 @@ impl Store {
         let key = (ns_of(&obj).to_string(), name_of(&obj).to_string());
         let bucket = inner.objects.entry(storage).or_default();
         if bucket.contains_key(&key) {
-            return Err(ApiError::already_exists(resources::by_storage(storage), &key.1));
+            return Err(ApiError::already_exists(
+                resources::by_storage(storage),
+                &key.1,
+            ));
         }
         inner.rv += 1;
         let rv = inner.rv;
@@ -230,11 +241,21 @@ impl Store {
     /// Replaces an object. With `expected_rv`, fails with 409 Conflict unless the stored
     /// object is still at that version: the optimistic concurrency every client relies on.
     /// A write that changes nothing keeps the resourceVersion, as upstream does.
-    pub fn update(&self, storage: &'static str, mut obj: Value, expected_rv: Option<u64>) -> ApiResult<Value> {
+    pub fn update(
+        &self,
+        storage: &'static str,
+        mut obj: Value,
+        expected_rv: Option<u64>,
+    ) -> ApiResult<Value> {
         let mut inner = self.lock();
         let key = (ns_of(&obj).to_string(), name_of(&obj).to_string());
         let rt = resources::by_storage(storage);
-        let Some(current) = inner.objects.get(storage).and_then(|b| b.get(&key)).cloned() else {
+        let Some(current) = inner
+            .objects
+            .get(storage)
+            .and_then(|b| b.get(&key))
+            .cloned()
+        else {
             return Err(ApiError::not_found(rt, &key.1));
         };
         if let Some(expected) = expected_rv
@@ -268,11 +289,22 @@ impl Store {
     }
 
     /// Removes an object; returns it with the deletion's resourceVersion.
-    pub fn delete(&self, storage: &'static str, ns: &str, name: &str, expected_rv: Option<u64>) -> ApiResult<Value> {
+    pub fn delete(
+        &self,
+        storage: &'static str,
+        ns: &str,
+        name: &str,
+        expected_rv: Option<u64>,
+    ) -> ApiResult<Value> {
         let mut inner = self.lock();
         let rt = resources::by_storage(storage);
         let key = (ns.to_string(), name.to_string());
-        let Some(current) = inner.objects.get(storage).and_then(|b| b.get(&key)).cloned() else {
+        let Some(current) = inner
+            .objects
+            .get(storage)
+            .and_then(|b| b.get(&key))
+            .cloned()
+        else {
             return Err(ApiError::not_found(rt, name));
         };
         if let Some(expected) = expected_rv
@@ -310,7 +342,7 @@ impl Store {
     /// The changes after `since` (for a watch resuming there) and a receiver for what comes
     /// next, taken under one lock so nothing falls between them. 410 Gone if `since` is
     /// older than the retained history.
-    pub fn watch_from(&self, since: u64) -> ApiResult<(Vec<Arc<Change>>, broadcast::Receiver<Arc<Change>>)> {
+    pub fn watch_from(&self, since: u64) -> ApiResult<WatchStart> {
         let inner = self.lock();
         if since < inner.compacted {
             return Err(ApiError::gone(format!(
@@ -328,7 +360,11 @@ impl Store {
     }
 
     /// A snapshot of one storage plus the receiver for later changes, under one lock.
-    pub fn list_and_watch(&self, storage: &str, ns: Option<&str>) -> (Vec<Value>, u64, broadcast::Receiver<Arc<Change>>) {
+    pub fn list_and_watch(
+        &self,
+        storage: &str,
+        ns: Option<&str>,
+    ) -> (Vec<Value>, u64, broadcast::Receiver<Arc<Change>>) {
         let rx = self.changes.subscribe();
         let (items, rv) = {
             let inner = self.lock();
@@ -409,8 +445,17 @@ mod tests {
         s.create("services", obj("b")).unwrap();
         s.delete("services", "default", "a", None).unwrap();
         let (backlog, _) = s.watch_from(rv_of(&a).unwrap()).unwrap();
-        let seen: Vec<_> = backlog.iter().map(|c| (c.event, name_of(&c.object).to_string())).collect();
-        assert_eq!(seen, vec![(EventType::Added, "b".into()), (EventType::Deleted, "a".into())]);
+        let seen: Vec<_> = backlog
+            .iter()
+            .map(|c| (c.event, name_of(&c.object).to_string()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (EventType::Added, "b".into()),
+                (EventType::Deleted, "a".into())
+            ]
+        );
         s.compact();
         let err = s.watch_from(rv_of(&a).unwrap()).unwrap_err();
         assert_eq!((err.code, err.reason), (410, "Expired"));
@@ -420,10 +465,14 @@ mod tests {
     fn lists_are_sorted_and_namespace_scoped() {
         let s = Store::new();
         for (ns, n) in [("b", "x"), ("a", "z"), ("a", "y")] {
-            s.create("pods", json!({"metadata": {"name": n, "namespace": ns}})).unwrap();
+            s.create("pods", json!({"metadata": {"name": n, "namespace": ns}}))
+                .unwrap();
         }
         let (all, _) = s.list("pods", None);
-        let names: Vec<_> = all.iter().map(|o| format!("{}/{}", ns_of(o), name_of(o))).collect();
+        let names: Vec<_> = all
+            .iter()
+            .map(|o| format!("{}/{}", ns_of(o), name_of(o)))
+            .collect();
         assert_eq!(names, ["a/y", "a/z", "b/x"]);
         assert_eq!(s.list("pods", Some("a")).0.len(), 2);
     }

@@ -19,7 +19,11 @@ pub fn human_duration(secs: i64) -> String {
     let m = s / 60;
     if m < 10 {
         let rs = s % 60;
-        return if rs == 0 { format!("{m}m") } else { format!("{m}m{rs}s") };
+        return if rs == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rs}s")
+        };
     }
     if m < 180 {
         return format!("{m}m");
@@ -27,7 +31,11 @@ pub fn human_duration(secs: i64) -> String {
     let h = m / 60;
     if h < 8 {
         let rm = m % 60;
-        return if rm == 0 { format!("{h}h") } else { format!("{h}h{rm}m") };
+        return if rm == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rm}m")
+        };
     }
     if h < 48 {
         return format!("{h}h");
@@ -35,7 +43,11 @@ pub fn human_duration(secs: i64) -> String {
     let d = h / 24;
     if h < 24 * 8 {
         let rh = h % 24;
-        return if rh == 0 { format!("{d}d") } else { format!("{d}d{rh}h") };
+        return if rh == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rh}h")
+        };
     }
     if h < 24 * 365 * 2 {
         return format!("{d}d");
@@ -43,7 +55,11 @@ pub fn human_duration(secs: i64) -> String {
     let y = d / 365;
     if h < 24 * 365 * 8 {
         let dy = d % 365;
-        return if dy == 0 { format!("{y}y") } else { format!("{y}y{dy}d") };
+        return if dy == 0 {
+            format!("{y}y")
+        } else {
+            format!("{y}y{dy}d")
+        };
     }
     format!("{y}y")
 }
@@ -64,7 +80,8 @@ fn int(v: &Value) -> i64 {
 }
 
 fn col(name: &str, type_: &str, priority: i64) -> Value {
-    let mut c = json!({"name": name, "type": type_, "format": "", "description": "", "priority": priority});
+    let mut c =
+        json!({"name": name, "type": type_, "format": "", "description": "", "priority": priority});
     if name == "Name" {
         c["format"] = json!("name");
     }
@@ -87,15 +104,80 @@ fn selector_string(sel: &Value) -> String {
 fn columns(kind: &str) -> Vec<Value> {
     let c = |n: &str, t: &str, p: i64| col(n, t, p);
     match kind {
-        "Deployment" => vec![c("Name", "string", 0), c("Ready", "string", 0), c("Up-to-date", "integer", 0), c("Available", "integer", 0), c("Age", "string", 0), c("Containers", "string", 1), c("Images", "string", 1), c("Selector", "string", 1)],
-        "ReplicaSet" => vec![c("Name", "string", 0), c("Desired", "integer", 0), c("Current", "integer", 0), c("Ready", "integer", 0), c("Age", "string", 0), c("Containers", "string", 1), c("Images", "string", 1), c("Selector", "string", 1)],
-        "Pod" => vec![c("Name", "string", 0), c("Ready", "string", 0), c("Status", "string", 0), c("Restarts", "string", 0), c("Age", "string", 0), c("IP", "string", 1), c("Node", "string", 1), c("Nominated Node", "string", 1), c("Readiness Gates", "string", 1)],
-        "Service" => vec![c("Name", "string", 0), c("Type", "string", 0), c("Cluster-IP", "string", 0), c("External-IP", "string", 0), c("Port(s)", "string", 0), c("Age", "string", 0), c("Selector", "string", 1)],
-        "Endpoints" => vec![c("Name", "string", 0), c("Endpoints", "string", 0), c("Age", "string", 0)],
-        "EndpointSlice" => vec![c("Name", "string", 0), c("AddressType", "string", 0), c("Ports", "string", 0), c("Endpoints", "string", 0), c("Age", "string", 0)],
-        "Namespace" => vec![c("Name", "string", 0), c("Status", "string", 0), c("Age", "string", 0)],
-        "Lease" => vec![c("Name", "string", 0), c("Holder", "string", 0), c("Age", "string", 0)],
-        "Event" => vec![c("Last Seen", "string", 0), c("Type", "string", 0), c("Reason", "string", 0), c("Object", "string", 0), c("Subobject", "string", 1), c("Source", "string", 1), c("Message", "string", 0), c("First Seen", "string", 1), c("Count", "string", 1), c("Name", "string", 1)],
+        "Deployment" => vec![
+            c("Name", "string", 0),
+            c("Ready", "string", 0),
+            c("Up-to-date", "integer", 0),
+            c("Available", "integer", 0),
+            c("Age", "string", 0),
+            c("Containers", "string", 1),
+            c("Images", "string", 1),
+            c("Selector", "string", 1),
+        ],
+        "ReplicaSet" => vec![
+            c("Name", "string", 0),
+            c("Desired", "integer", 0),
+            c("Current", "integer", 0),
+            c("Ready", "integer", 0),
+            c("Age", "string", 0),
+            c("Containers", "string", 1),
+            c("Images", "string", 1),
+            c("Selector", "string", 1),
+        ],
+        "Pod" => vec![
+            c("Name", "string", 0),
+            c("Ready", "string", 0),
+            c("Status", "string", 0),
+            c("Restarts", "string", 0),
+            c("Age", "string", 0),
+            c("IP", "string", 1),
+            c("Node", "string", 1),
+            c("Nominated Node", "string", 1),
+            c("Readiness Gates", "string", 1),
+        ],
+        "Service" => vec![
+            c("Name", "string", 0),
+            c("Type", "string", 0),
+            c("Cluster-IP", "string", 0),
+            c("External-IP", "string", 0),
+            c("Port(s)", "string", 0),
+            c("Age", "string", 0),
+            c("Selector", "string", 1),
+        ],
+        "Endpoints" => vec![
+            c("Name", "string", 0),
+            c("Endpoints", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "EndpointSlice" => vec![
+            c("Name", "string", 0),
+            c("AddressType", "string", 0),
+            c("Ports", "string", 0),
+            c("Endpoints", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "Namespace" => vec![
+            c("Name", "string", 0),
+            c("Status", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "Lease" => vec![
+            c("Name", "string", 0),
+            c("Holder", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "Event" => vec![
+            c("Last Seen", "string", 0),
+            c("Type", "string", 0),
+            c("Reason", "string", 0),
+            c("Object", "string", 0),
+            c("Subobject", "string", 1),
+            c("Source", "string", 1),
+            c("Message", "string", 0),
+            c("First Seen", "string", 1),
+            c("Count", "string", 1),
+            c("Name", "string", 1),
+        ],
         _ => vec![c("Name", "string", 0), c("Age", "string", 0)],
     }
 }
@@ -104,8 +186,15 @@ fn pod_status_reason(p: &Value) -> String {
     if !p["metadata"]["deletionTimestamp"].is_null() {
         return "Terminating".into();
     }
-    let mut reason = p["status"]["phase"].as_str().unwrap_or("Pending").to_string();
-    for cs in p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default() {
+    let mut reason = p["status"]["phase"]
+        .as_str()
+        .unwrap_or("Pending")
+        .to_string();
+    for cs in p["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         if let Some(r) = cs.pointer("/state/waiting/reason").and_then(Value::as_str) {
             reason = r.to_string();
         }
@@ -118,18 +207,56 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
     match kind {
         "Deployment" => {
             let (cs, imgs) = containers_and_images(&o["spec"]["template"]["spec"]);
-            vec![name, json!(format!("{}/{}", int(&o["status"]["readyReplicas"]), int(&o["spec"]["replicas"]))), json!(int(&o["status"]["updatedReplicas"])), json!(int(&o["status"]["availableReplicas"])), json!(age(o)), json!(cs), json!(imgs), json!(selector_string(&o["spec"]["selector"]))]
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(&o["status"]["readyReplicas"]),
+                    int(&o["spec"]["replicas"])
+                )),
+                json!(int(&o["status"]["updatedReplicas"])),
+                json!(int(&o["status"]["availableReplicas"])),
+                json!(age(o)),
+                json!(cs),
+                json!(imgs),
+                json!(selector_string(&o["spec"]["selector"])),
+            ]
         }
         "ReplicaSet" => {
             let (cs, imgs) = containers_and_images(&o["spec"]["template"]["spec"]);
-            vec![name, json!(int(&o["spec"]["replicas"])), json!(int(&o["status"]["replicas"])), json!(int(&o["status"]["readyReplicas"])), json!(age(o)), json!(cs), json!(imgs), json!(selector_string(&o["spec"]["selector"]))]
+            vec![
+                name,
+                json!(int(&o["spec"]["replicas"])),
+                json!(int(&o["status"]["replicas"])),
+                json!(int(&o["status"]["readyReplicas"])),
+                json!(age(o)),
+                json!(cs),
+                json!(imgs),
+                json!(selector_string(&o["spec"]["selector"])),
+            ]
         }
         "Pod" => {
-            let statuses = o["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
-            let total = o["spec"]["containers"].as_array().map(Vec::len).unwrap_or(0);
+            let statuses = o["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let total = o["spec"]["containers"]
+                .as_array()
+                .map(Vec::len)
+                .unwrap_or(0);
             let ready = statuses.iter().filter(|s| s["ready"] == true).count();
             let restarts: i64 = statuses.iter().map(|s| int(&s["restartCount"])).sum();
-            vec![name, json!(format!("{ready}/{total}")), json!(pod_status_reason(o)), json!(restarts.to_string()), json!(age(o)), json!(o["status"]["podIP"].as_str().unwrap_or("<none>")), json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")), json!("<none>"), json!("<none>")]
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(pod_status_reason(o)),
+                json!(restarts.to_string()),
+                json!(age(o)),
+                json!(o["status"]["podIP"].as_str().unwrap_or("<none>")),
+                json!(o["spec"]["nodeName"].as_str().unwrap_or("<none>")),
+                json!("<none>"),
+                json!("<none>"),
+            ]
         }
         "Service" => {
             let spec = &o["spec"];
@@ -139,47 +266,127 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                 .unwrap_or_default()
                 .iter()
                 .map(|p| match p["nodePort"].as_i64() {
-                    Some(np) => format!("{}:{np}/{}", int(&p["port"]), p["protocol"].as_str().unwrap_or("TCP")),
-                    None => format!("{}/{}", int(&p["port"]), p["protocol"].as_str().unwrap_or("TCP")),
+                    Some(np) => format!(
+                        "{}:{np}/{}",
+                        int(&p["port"]),
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    ),
+                    None => format!(
+                        "{}/{}",
+                        int(&p["port"]),
+                        p["protocol"].as_str().unwrap_or("TCP")
+                    ),
                 })
                 .collect();
-            let external = if spec["type"] == "LoadBalancer" { "<pending>" } else { "<none>" };
+            let external = if spec["type"] == "LoadBalancer" {
+                "<pending>"
+            } else {
+                "<none>"
+            };
             let sel = spec["selector"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "<none>".into());
-            vec![name, json!(spec["type"].as_str().unwrap_or("ClusterIP")), json!(spec["clusterIP"].as_str().unwrap_or("<none>")), json!(external), json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") }), json!(age(o)), json!(sel)]
+            vec![
+                name,
+                json!(spec["type"].as_str().unwrap_or("ClusterIP")),
+                json!(spec["clusterIP"].as_str().unwrap_or("<none>")),
+                json!(external),
+                json!(if ports.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    ports.join(",")
+                }),
+                json!(age(o)),
+                json!(sel),
+            ]
         }
         "Endpoints" => {
             let mut eps = Vec::new();
             for s in o["subsets"].as_array().cloned().unwrap_or_default() {
                 for a in s["addresses"].as_array().cloned().unwrap_or_default() {
                     for p in s["ports"].as_array().cloned().unwrap_or_default() {
-                        eps.push(format!("{}:{}", a["ip"].as_str().unwrap_or(""), int(&p["port"])));
+                        eps.push(format!(
+                            "{}:{}",
+                            a["ip"].as_str().unwrap_or(""),
+                            int(&p["port"])
+                        ));
                     }
                 }
             }
             vec![name, json!(shorten(&eps)), json!(age(o))]
         }
         "EndpointSlice" => {
-            let ports: Vec<String> = o["ports"].as_array().cloned().unwrap_or_default().iter().map(|p| int(&p["port"]).to_string()).collect();
-            let addrs: Vec<String> = o["endpoints"].as_array().cloned().unwrap_or_default().iter().filter_map(|e| e["addresses"][0].as_str().map(String::from)).collect();
-            vec![name, json!(o["addressType"].as_str().unwrap_or("")), json!(if ports.is_empty() { "<unset>".into() } else { ports.join(",") }), json!(shorten(&addrs)), json!(age(o))]
+            let ports: Vec<String> = o["ports"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| int(&p["port"]).to_string())
+                .collect();
+            let addrs: Vec<String> = o["endpoints"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e["addresses"][0].as_str().map(String::from))
+                .collect();
+            vec![
+                name,
+                json!(o["addressType"].as_str().unwrap_or("")),
+                json!(if ports.is_empty() {
+                    "<unset>".into()
+                } else {
+                    ports.join(",")
+                }),
+                json!(shorten(&addrs)),
+                json!(age(o)),
+            ]
         }
-        "Namespace" => vec![name, json!(o["status"]["phase"].as_str().unwrap_or("Active")), json!(age(o))],
-        "Lease" => vec![name, json!(o["spec"]["holderIdentity"].as_str().unwrap_or("<unknown>")), json!(age(o))],
+        "Namespace" => vec![
+            name,
+            json!(o["status"]["phase"].as_str().unwrap_or("Active")),
+            json!(age(o)),
+        ],
+        "Lease" => vec![
+            name,
+            json!(o["spec"]["holderIdentity"].as_str().unwrap_or("<unknown>")),
+            json!(age(o)),
+        ],
         "Event" => {
             let io = &o["involvedObject"];
-            let last = if o["lastTimestamp"].is_null() { &o["eventTime"] } else { &o["lastTimestamp"] };
-            let first = if o["firstTimestamp"].is_null() { &o["eventTime"] } else { &o["firstTimestamp"] };
+            let last = if o["lastTimestamp"].is_null() {
+                &o["eventTime"]
+            } else {
+                &o["lastTimestamp"]
+            };
+            let first = if o["firstTimestamp"].is_null() {
+                &o["eventTime"]
+            } else {
+                &o["firstTimestamp"]
+            };
             vec![
                 json!(age_of(last)),
                 json!(o["type"].as_str().unwrap_or("")),
                 json!(o["reason"].as_str().unwrap_or("")),
-                json!(format!("{}/{}", io["kind"].as_str().unwrap_or("").to_lowercase(), io["name"].as_str().unwrap_or(""))),
+                json!(format!(
+                    "{}/{}",
+                    io["kind"].as_str().unwrap_or("").to_lowercase(),
+                    io["name"].as_str().unwrap_or("")
+                )),
                 json!(io["fieldPath"].as_str().unwrap_or("")),
-                json!(o["source"]["component"].as_str().or(o["reportingComponent"].as_str()).unwrap_or("")),
+                json!(
+                    o["source"]["component"]
+                        .as_str()
+                        .or(o["reportingComponent"].as_str())
+                        .unwrap_or("")
+                ),
                 json!(o["message"].as_str().unwrap_or("").trim()),
                 json!(age_of(first)),
                 json!(int(&o["count"]).max(1).to_string()),
@@ -234,7 +441,13 @@ fn row(rt: &ResourceType, o: &Value, include: Include) -> Value {
 }
 
 /// A Table of stored objects (cells read the stored form; rows carry the served form).
-pub fn table(rt: &ResourceType, items: &[Value], rv: &str, cont: Option<&str>, include: Include) -> Value {
+pub fn table(
+    rt: &ResourceType,
+    items: &[Value],
+    rv: &str,
+    cont: Option<&str>,
+    include: Include,
+) -> Value {
     let mut md = json!({"resourceVersion": rv});
     if let Some(c) = cont {
         md["continue"] = json!(c);

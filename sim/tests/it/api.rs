@@ -1,0 +1,833 @@
+//! The API surface through the real kube-rs client over HTTPS: object semantics, errors as
+//! upstream `Status` objects, selectors, pagination, watches, patches, dry runs, faults.
+
+use crate::{CONTRACT, deployment};
+use bluegreen_sim::{Fault, FaultAction, Sim, WatchFaults};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Service};
+use k8s_openapi::api::events::v1::Event as EventV1;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::core::{DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn start() -> (Sim, kube::Client) {
+    let sim = Sim::start().await.expect("sim starts");
+    let client = sim.client().await.expect("client");
+    (sim, client)
+}
+
+fn api_err(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn svc(name: &str, labels: Value) -> Service {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "spec": {"ports": [{"port": 80}]}}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn create_fills_metadata_and_upstream_defaults() {
+    let (_sim, client) = start().await;
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    let d: Deployment =
+        serde_json::from_value(serde_saphyr_value(&deployment("web", 2, "web:1"))).unwrap();
+    let created = deploys.create(&PostParams::default(), &d).await.unwrap();
+    let md = &created.metadata;
+    assert!(md.uid.as_ref().is_some_and(|u| u.len() == 36));
+    assert!(md.creation_timestamp.is_some());
+    assert!(md.resource_version.is_some());
+    assert_eq!(md.generation, Some(1));
+    let spec = created.spec.unwrap();
+    assert_eq!(spec.revision_history_limit, Some(10));
+    assert_eq!(spec.progress_deadline_seconds, Some(600));
+    let strategy = spec.strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    let ru = strategy.rolling_update.unwrap();
+    assert_eq!(json!(ru.max_surge), json!("25%"));
+    assert_eq!(json!(ru.max_unavailable), json!("25%"));
+    let c = &spec.template.spec.unwrap().containers[0];
+    assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    assert_eq!(
+        c.termination_message_path.as_deref(),
+        Some("/dev/termination-log")
+    );
+
+    let services: Api<Service> = Api::default_namespaced(client);
+    let s = services
+        .create(&PostParams::default(), &svc("web", json!({})))
+        .await
+        .unwrap();
+    let spec = s.spec.unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    assert!(
+        spec.cluster_ip
+            .as_deref()
+            .is_some_and(|ip| ip.starts_with("10.96."))
+    );
+    assert_eq!(json!(spec.ports.unwrap()[0].target_port), json!(80));
+    let err = api_err(
+        services
+            .create(&PostParams::default(), &svc("web", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+    assert_eq!(err.message, "services \"web\" already exists");
+}
+
+fn serde_saphyr_value(yaml: &str) -> Value {
+    serde_saphyr::from_str(yaml).unwrap()
+}
+
+#[tokio::test]
+async fn generate_name_and_missing_namespace() {
+    let (_sim, client) = start().await;
+    let leases: Api<Lease> = Api::default_namespaced(client.clone());
+    let l: Lease = serde_json::from_value(
+        json!({"metadata": {"generateName": "lock-"}, "spec": {"holderIdentity": "me"}}),
+    )
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &l).await.unwrap();
+    let name = created.metadata.name.unwrap();
+    assert!(name.starts_with("lock-") && name.len() == 10, "{name}");
+    let nowhere: Api<Lease> = Api::namespaced(client, "nowhere");
+    let err = api_err(
+        nowhere
+            .create(&PostParams::default(), &l)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"nowhere\" not found")
+    );
+}
+
+#[tokio::test]
+async fn stale_writes_conflict_and_generation_tracks_spec_only() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", &deployment("web", 1, "web:1"))
+        .unwrap();
+    sim.wait_rolled_out("default", "web").await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(client);
+    let d = deploys.get("web").await.unwrap();
+    let gen1 = d.metadata.generation.unwrap();
+
+    // A label change is not a spec change.
+    let mut labelled = d.clone();
+    labelled
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("team".into(), "a".into());
+    let labelled = deploys
+        .replace("web", &PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    assert_eq!(labelled.metadata.generation, Some(gen1));
+
+    // Replacing from the stale copy conflicts, with upstream's message.
+    let mut stale = d.clone();
+    stale.spec.as_mut().unwrap().replicas = Some(5);
+    let err = api_err(
+        deploys
+            .replace("web", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        err.message,
+        "Operation cannot be fulfilled on deployments.apps \"web\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+
+    let mut fresh = labelled.clone();
+    fresh.spec.as_mut().unwrap().replicas = Some(2);
+    let updated = deploys
+        .replace("web", &PostParams::default(), &fresh)
+        .await
+        .unwrap();
+    assert_eq!(updated.metadata.generation, Some(gen1 + 1));
+    sim.wait_rolled_out("default", "web").await.unwrap();
+    let updated = deploys.get("web").await.unwrap();
+
+    // Status is ignored on the main resource and written through /status only.
+    let mut with_status = updated.clone();
+    with_status.status.get_or_insert_default().collision_count = Some(7);
+    let after = deploys
+        .replace("web", &PostParams::default(), &with_status)
+        .await
+        .unwrap();
+    assert_ne!(after.status.and_then(|s| s.collision_count), Some(7));
+    let patched = deploys
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"collisionCount": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.status.unwrap().collision_count, Some(7));
+    assert_eq!(
+        patched.metadata.generation,
+        Some(gen1 + 1),
+        "a status write is not a spec change"
+    );
+}
+
+#[tokio::test]
+async fn scale_subresource_reads_and_writes_replicas() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", &deployment("web", 2, "web:1"))
+        .unwrap();
+    sim.wait_rolled_out("default", "web").await.unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(client);
+    let scale = deploys.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(2));
+    let st = scale.status.unwrap();
+    assert_eq!(st.replicas, 2);
+    assert_eq!(st.selector.as_deref(), Some("app=web"));
+    deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    let d = deploys.get("web").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(4));
+    assert_eq!(d.metadata.generation, Some(2));
+    sim.wait_rolled_out("default", "web").await.unwrap();
+}
+
+#[tokio::test]
+async fn the_three_patch_types_and_their_failures() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    let pp = PatchParams::default();
+
+    // Strategic merge: containers merge by name, like `kubectl set image`.
+    let smp = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}});
+    let d = deploys
+        .patch("shop-green", &pp, &Patch::Strategic(smp))
+        .await
+        .unwrap();
+    let cs = d.spec.unwrap().template.spec.unwrap().containers;
+    assert_eq!(cs.len(), 2);
+    assert_eq!(cs[0].image.as_deref(), Some("web:2"));
+    assert_eq!(cs[1].name, "metrics-sidecar");
+
+    // Merge patch: lists are replaced whole.
+    let mp = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:3"}]}}}});
+    let d = deploys
+        .patch("shop-green", &pp, &Patch::Merge(mp))
+        .await
+        .unwrap();
+    assert_eq!(d.spec.unwrap().template.spec.unwrap().containers.len(), 1);
+
+    // JSON patch with a failing `test` changes nothing.
+    let jp: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/spec/replicas", "value": 99},
+        {"op": "replace", "path": "/spec/replicas", "value": 5}
+    ]))
+    .unwrap();
+    let err = api_err(
+        deploys
+            .patch("shop-green", &pp, &Patch::<()>::Json(jp))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    let jp: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 5}]))
+            .unwrap();
+    let d = deploys
+        .patch("shop-green", &pp, &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(5));
+
+    // A resourceVersion inside the patch is a precondition.
+    let guarded = json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}});
+    let err = api_err(
+        deploys
+            .patch("shop-green", &pp, &Patch::Merge(guarded))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+
+    // The selector is immutable: 422 Invalid with upstream's field path.
+    let sel = json!({"spec": {"selector": {"matchLabels": {"extra": "x"}}, "template": {"metadata": {"labels": {"extra": "x"}}}}});
+    let err = api_err(
+        deploys
+            .patch("shop-green", &pp, &Patch::Strategic(sel))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    let causes = err.details.unwrap().causes;
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.field == "spec.selector" && c.message.ends_with("field is immutable")),
+        "{causes:?}"
+    );
+
+    // Invalid label values are rejected on Services too.
+    let services: Api<Service> = Api::default_namespaced(client);
+    let bad = json!({"metadata": {"labels": {"bluegreen.io/app": "not valid!"}}});
+    let err = api_err(
+        services
+            .patch("shop", &pp, &Patch::Merge(bad))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.starts_with(
+            "Service \"shop\" is invalid: metadata.labels: Invalid value: \"not valid!\""
+        ),
+        "{}",
+        err.message
+    );
+}
+
+#[tokio::test]
+async fn dry_run_returns_the_result_and_stores_nothing() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    sim.wait_converged("default").await.unwrap();
+    let rv_before = sim.cluster().store.resource_version();
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let dry = PatchParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let out = services
+        .patch(
+            "shop",
+            &dry,
+            &Patch::Merge(json!({"spec": {"selector": {"bluegreen.io/color": "green"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        out.spec.unwrap().selector.unwrap()["bluegreen.io/color"],
+        "green"
+    );
+    let created = services
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &svc("ghost", json!({})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.name.as_deref(), Some("ghost"));
+    services
+        .delete(
+            "shop",
+            &DeleteParams {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.get("services", "default", "shop").unwrap()["spec"]["selector"]["bluegreen.io/color"],
+        "blue"
+    );
+    assert!(sim.get("services", "default", "ghost").is_none());
+    assert_eq!(sim.cluster().store.resource_version(), rv_before);
+}
+
+#[tokio::test]
+async fn selectors_and_pagination() {
+    let (_sim, client) = start().await;
+    let services: Api<Service> = Api::default_namespaced(client);
+    for i in 0..7 {
+        let color = if i % 2 == 0 { "blue" } else { "green" };
+        services
+            .create(
+                &PostParams::default(),
+                &svc(
+                    &format!("s{i}"),
+                    json!({"color": color, "idx": i.to_string()}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    let names = |l: &kube::core::ObjectList<Service>| {
+        l.items
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for (sel, want) in [
+        ("color=blue", vec!["s0", "s2", "s4", "s6"]),
+        ("color!=blue", vec!["s1", "s3", "s5"]),
+        ("idx in (1,2)", vec!["s1", "s2"]),
+        ("idx notin (0,1,2,3,4)", vec!["s5", "s6"]),
+        ("color", vec!["s0", "s1", "s2", "s3", "s4", "s5", "s6"]),
+        ("!color", vec![]),
+        ("color==green,idx in (3,5)", vec!["s3", "s5"]),
+    ] {
+        let l = services
+            .list(&ListParams::default().labels(sel))
+            .await
+            .unwrap();
+        assert_eq!(names(&l), want, "selector {sel}");
+    }
+    let l = services
+        .list(&ListParams::default().fields("metadata.name=s3"))
+        .await
+        .unwrap();
+    assert_eq!(names(&l), ["s3"]);
+    let err = api_err(
+        services
+            .list(&ListParams::default().labels("a b"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    let err = api_err(
+        services
+            .list(&ListParams::default().fields("spec.type=ClusterIP"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (400, "field label not supported: spec.type")
+    );
+
+    // Pages of 3 with continue tokens, all at the first page's resourceVersion.
+    let mut pages = Vec::new();
+    let mut lp = ListParams::default().limit(3);
+    loop {
+        let page = services.list(&lp).await.unwrap();
+        pages.push(names(&page));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        pages,
+        vec![vec!["s0", "s1", "s2"], vec!["s3", "s4", "s5"], vec!["s6"]]
+    );
+}
+
+#[tokio::test]
+async fn watch_resumes_from_a_version_and_reports_selector_transitions() {
+    let (_sim, client) = start().await;
+    let services: Api<Service> = Api::default_namespaced(client);
+    let first = services
+        .create(&PostParams::default(), &svc("a", json!({"tier": "web"})))
+        .await
+        .unwrap();
+    let rv = first.metadata.resource_version.unwrap();
+    // Changes after `rv`, seen through a label-filtered watch.
+    services
+        .create(&PostParams::default(), &svc("b", json!({"tier": "db"})))
+        .await
+        .unwrap();
+    services
+        .patch(
+            "b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "web"}}})),
+        )
+        .await
+        .unwrap();
+    services
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"tier": "db"}}})),
+        )
+        .await
+        .unwrap();
+    let wp = WatchParams::default().labels("tier=web").timeout(5);
+    let stream = services.watch(&wp, &rv).await.unwrap();
+    let events: Vec<_> = stream.take(2).try_collect().await.unwrap();
+    let seen: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Added(s) => format!("ADDED {}", s.metadata.name.clone().unwrap()),
+            WatchEvent::Modified(s) => format!("MODIFIED {}", s.metadata.name.clone().unwrap()),
+            WatchEvent::Deleted(s) => format!("DELETED {}", s.metadata.name.clone().unwrap()),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        ["ADDED b", "DELETED a"],
+        "b entered the selection, a left it"
+    );
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_version_gets_410_gone() {
+    let (sim, client) = start().await;
+    let services: Api<Service> = Api::default_namespaced(client);
+    let s = services
+        .create(&PostParams::default(), &svc("a", json!({})))
+        .await
+        .unwrap();
+    services
+        .create(&PostParams::default(), &svc("b", json!({})))
+        .await
+        .unwrap();
+    sim.cluster().store.compact();
+    let mut stream = services
+        .watch(
+            &WatchParams::default(),
+            &s.metadata.resource_version.unwrap(),
+        )
+        .await
+        .unwrap()
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(e))) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn watch_streams_bookmarks_and_can_be_cut_short() {
+    let (sim, client) = start().await;
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let s = services
+        .create(&PostParams::default(), &svc("a", json!({})))
+        .await
+        .unwrap();
+    let rv = s.metadata.resource_version.unwrap();
+    let wp = WatchParams::default().timeout(10); // kube asks for bookmarks by default
+    let mut stream = services.watch(&wp, &rv).await.unwrap().boxed();
+    match tokio::time::timeout(Duration::from_secs(5), stream.next()).await {
+        Ok(Some(Ok(WatchEvent::Bookmark(b)))) => assert_eq!(b.metadata.resource_version, rv),
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+    // A watch fault closes streams after one event: the stream ends, the client re-watches.
+    sim.cluster().set_watch_faults(WatchFaults {
+        close_after_events: Some(1),
+        close_after: None,
+    });
+    let stream = services
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap();
+    services
+        .create(&PostParams::default(), &svc("b", json!({})))
+        .await
+        .unwrap();
+    services
+        .create(&PostParams::default(), &svc("c", json!({})))
+        .await
+        .unwrap();
+    let events: Vec<_> = tokio::time::timeout(Duration::from_secs(5), stream.collect::<Vec<_>>())
+        .await
+        .expect("stream ends");
+    let real: Vec<_> = events
+        .iter()
+        .filter(|e| !matches!(e, Ok(WatchEvent::Bookmark(_))))
+        .collect();
+    assert_eq!(real.len(), 1, "{events:?}");
+}
+
+#[tokio::test]
+async fn delete_cascades_through_owner_references() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", &deployment("web", 2, "web:1"))
+        .unwrap();
+    sim.wait_rolled_out("default", "web").await.unwrap();
+    assert_eq!(sim.list("replicasets", "default").len(), 1);
+    assert_eq!(sim.list("pods", "default").len(), 2);
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    deploys
+        .delete("web", &DeleteParams::background())
+        .await
+        .unwrap();
+    sim.wait_for("dependents collected", Duration::from_secs(10), |s| {
+        s.list("replicasets", "default").is_empty() && s.list("pods", "default").is_empty()
+    })
+    .await
+    .unwrap();
+
+    // Orphan keeps the ReplicaSet and drops its ownerReference.
+    sim.apply_yaml("default", &deployment("api", 1, "api:1"))
+        .unwrap();
+    sim.wait_rolled_out("default", "api").await.unwrap();
+    deploys
+        .delete("api", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    let rs = sim.list("replicasets", "default");
+    assert_eq!(rs.len(), 1);
+    assert!(
+        rs[0]["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|r| r.is_empty())
+    );
+    let err = api_err(
+        deploys
+            .delete("api", &DeleteParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (404, "NotFound"));
+    assert_eq!(err.message, "deployments.apps \"api\" not found");
+    let details = err.details.unwrap();
+    assert_eq!(
+        (
+            details.name.as_str(),
+            details.group.as_str(),
+            details.kind.as_str()
+        ),
+        ("api", "apps", "deployments")
+    );
+}
+
+#[tokio::test]
+async fn unauthenticated_requests_get_401() {
+    let (sim, _client) = start().await;
+    let yaml = sim.kubeconfig_yaml().replace(sim.token(), "wrong-token");
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let services: Api<Service> = Api::default_namespaced(client);
+    let err = api_err(services.list(&ListParams::default()).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
+}
+
+#[tokio::test]
+async fn injected_faults_answer_like_the_real_server() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let c = sim.cluster();
+    c.add_fault(Fault::new("patch", "services", FaultAction::Forbidden));
+    let err = api_err(
+        services
+            .patch("shop", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        err.message,
+        "services \"shop\" is forbidden: User \"sim-admin\" cannot patch resource \"services\" in API group \"\" in the namespace \"default\""
+    );
+    c.clear_faults();
+    // kube-rs retries 429/503/504 by itself: a short burst of 503s is invisible to callers.
+    c.add_fault(Fault::new(
+        "get",
+        "services",
+        FaultAction::Sequence([503, 503, 0, 500].into()),
+    ));
+    services.get("shop").await.unwrap();
+    let err = api_err(services.get("shop").await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+    services.get("shop").await.unwrap();
+    assert!(
+        sim.cluster()
+            .request_log()
+            .iter()
+            .filter(|e| e.code == 503)
+            .count()
+            == 2
+    );
+    c.add_fault(Fault::new("patch", "services", FaultAction::Status(409)).times(1));
+    let err = api_err(
+        services
+            .patch("shop", &PatchParams::default(), &Patch::Merge(json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    services
+        .patch("shop", &PatchParams::default(), &Patch::Merge(json!({})))
+        .await
+        .unwrap();
+    c.add_fault(Fault::new("list", "deployments", FaultAction::Status(500)));
+    let deploys: Api<Deployment> = Api::default_namespaced(client);
+    assert_eq!(
+        api_err(deploys.list(&ListParams::default()).await.unwrap_err()).code,
+        500
+    );
+}
+
+#[tokio::test]
+async fn request_log_records_what_was_sent() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    sim.cluster().clear_request_log();
+    let services: Api<Service> = Api::default_namespaced(client);
+    services
+        .patch(
+            "shop",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    services
+        .list(&ListParams::default().labels("bluegreen.io/app=shop"))
+        .await
+        .unwrap();
+    let log = sim.cluster().request_log();
+    assert_eq!(log.len(), 2);
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str(), log[0].code),
+        ("PATCH", "/api/v1/namespaces/default/services/shop", 200)
+    );
+    assert_eq!(log[0].content_type, "application/merge-patch+json");
+    assert_eq!(log[0].body, r#"{"metadata":{"labels":{"x":"y"}}}"#);
+    assert_eq!(log[1].method, "GET");
+    assert!(
+        log[1]
+            .query
+            .contains("labelSelector=bluegreen.io%2Fapp%3Dshop"),
+        "{}",
+        log[1].query
+    );
+}
+
+#[tokio::test]
+async fn events_are_one_store_seen_through_two_versions() {
+    let (_sim, client) = start().await;
+    let core: Api<Event> = Api::default_namespaced(client.clone());
+    let v1: Api<EventV1> = Api::default_namespaced(client.clone());
+    let e: Event = serde_json::from_value(json!({
+        "metadata": {"name": "shop.1"},
+        "involvedObject": {"kind": "Service", "name": "shop", "namespace": "default", "apiVersion": "v1"},
+        "reason": "Promoted", "message": "traffic moved to green", "type": "Normal",
+        "source": {"component": "kubectl-bluegreen"}, "count": 1,
+    }))
+    .unwrap();
+    core.create(&PostParams::default(), &e).await.unwrap();
+    let seen = v1.get("shop.1").await.unwrap();
+    assert_eq!(
+        seen.regarding.as_ref().and_then(|r| r.name.as_deref()),
+        Some("shop")
+    );
+    assert_eq!(seen.note.as_deref(), Some("traffic moved to green"));
+    assert_eq!(
+        seen.reporting_controller.as_deref(),
+        Some("kubectl-bluegreen")
+    );
+    let e2: EventV1 = serde_json::from_value(json!({
+        "metadata": {"name": "shop.2"},
+        "regarding": {"kind": "Service", "name": "shop", "namespace": "default"},
+        "note": "aborted", "reason": "Aborted", "type": "Warning", "action": "Abort",
+        "reportingController": "kubectl-bluegreen", "reportingInstance": "cli",
+        "eventTime": "2026-11-22T00:00:00.000000Z",
+    }))
+    .unwrap();
+    v1.create(&PostParams::default(), &e2).await.unwrap();
+    let back = core.get("shop.2").await.unwrap();
+    assert_eq!(back.involved_object.name.as_deref(), Some("shop"));
+    assert_eq!(back.message.as_deref(), Some("aborted"));
+    let by_field = core
+        .list(&ListParams::default().fields("involvedObject.name=shop,involvedObject.kind=Service"))
+        .await
+        .unwrap();
+    assert_eq!(by_field.items.len(), 2);
+    let by_regarding = v1
+        .list(&ListParams::default().fields("regarding.name=shop,type=Warning"))
+        .await
+        .unwrap();
+    assert_eq!(by_regarding.items.len(), 1);
+}
+
+#[tokio::test]
+async fn reviews_answer_who_and_whether() {
+    let (sim, client) = start().await;
+    let gvk = GroupVersionKind::gvk("authentication.k8s.io", "v1", "SelfSubjectReview");
+    let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+    let reviews: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let r: DynamicObject = serde_json::from_value(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}})).unwrap();
+    let out = reviews.create(&PostParams::default(), &r).await.unwrap();
+    assert_eq!(out.data["status"]["userInfo"]["username"], "sim-admin");
+
+    let gvk = GroupVersionKind::gvk("authorization.k8s.io", "v1", "SelfSubjectAccessReview");
+    let (ar, _) = kube::discovery::pinned_kind(&client, &gvk).await.unwrap();
+    let ssar: Api<DynamicObject> = Api::all_with(client, &ar);
+    let ask = |verb: &str| -> DynamicObject {
+        serde_json::from_value(json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {},
+            "spec": {"resourceAttributes": {"namespace": "default", "verb": verb, "resource": "services"}}}))
+        .unwrap()
+    };
+    assert_eq!(
+        ssar.create(&PostParams::default(), &ask("patch"))
+            .await
+            .unwrap()
+            .data["status"]["allowed"],
+        true
+    );
+    sim.cluster()
+        .add_fault(Fault::new("patch", "services", FaultAction::Forbidden));
+    assert_eq!(
+        ssar.create(&PostParams::default(), &ask("patch"))
+            .await
+            .unwrap()
+            .data["status"]["allowed"],
+        false
+    );
+    assert_eq!(
+        ssar.create(&PostParams::default(), &ask("get"))
+            .await
+            .unwrap()
+            .data["status"]["allowed"],
+        true
+    );
+}
+
+#[tokio::test]
+async fn discovery_lists_every_resource_a_release_touches() {
+    let (_sim, client) = start().await;
+    let discovery = kube::Discovery::new(client).run().await.unwrap();
+    let mut found: Vec<String> = Vec::new();
+    for group in discovery.groups() {
+        for (ar, _) in group.recommended_resources() {
+            found.push(format!("{}/{}", ar.api_version, ar.plural));
+        }
+    }
+    for want in [
+        "v1/namespaces",
+        "v1/pods",
+        "v1/services",
+        "v1/endpoints",
+        "v1/events",
+        "apps/v1/deployments",
+        "apps/v1/replicasets",
+        "discovery.k8s.io/v1/endpointslices",
+        "coordination.k8s.io/v1/leases",
+        "events.k8s.io/v1/events",
+    ] {
+        assert!(
+            found.contains(&want.to_string()),
+            "{want} missing from {found:?}"
+        );
+    }
+}

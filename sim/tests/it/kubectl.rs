@@ -1,0 +1,578 @@
+//! Fidelity: the real `kubectl` against the HTTPS simulator, asserting the lines kubectl
+//! prints against a real cluster. Without kubectl these tests are skipped with a printed
+//! reason, except under `CI=true` where they fail. `KUBECTL=/path` picks another binary
+//! (several versions are installed beside the one on the PATH).
+
+use crate::{CONTRACT, VERSION_LABEL};
+use bluegreen_sim::{Fault, FaultAction, Sim, Timing};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub struct Kubectl {
+    bin: String,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    fn ok(&self) -> &str {
+        assert_eq!(
+            self.code, 0,
+            "kubectl failed:\n{}{}",
+            self.stdout, self.stderr
+        );
+        &self.stdout
+    }
+}
+
+fn kubectl_bin() -> Option<String> {
+    let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let found = std::process::Command::new(&bin)
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(bin);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("kubectl ({bin}) is required when CI=true");
+    }
+    eprintln!("skipping: kubectl ({bin}) is not on the PATH");
+    None
+}
+
+impl Kubectl {
+    pub fn for_sim(sim: &Sim) -> Option<Kubectl> {
+        let bin = kubectl_bin()?;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sim.write_kubeconfig(&kubeconfig).unwrap();
+        Some(Kubectl {
+            bin,
+            dir,
+            kubeconfig,
+        })
+    }
+
+    pub fn file(&self, name: &str, content: &str) -> String {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.dir.path())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Out {
+        let out = tokio::time::timeout(Duration::from_secs(60), self.command(args).output())
+            .await
+            .unwrap_or_else(|_| panic!("kubectl {args:?} hung"))
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Rows of a kubectl table: the first column of each line after the header.
+fn first_column(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .collect()
+}
+
+async fn demo() -> (Sim, Option<Kubectl>) {
+    let sim = Sim::start().await.unwrap();
+    sim.load_demo().await.unwrap();
+    let k = Kubectl::for_sim(&sim);
+    (sim, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_both_fixtures_then_get_in_every_form() {
+    let sim = Sim::start().await.unwrap();
+    let Some(k) = Kubectl::for_sim(&sim) else {
+        return;
+    };
+    let contract = k.file("contract.yaml", CONTRACT);
+    let version_label = k.file("version-label.yaml", VERSION_LABEL);
+    let out = k.run(&["apply", "-f", &contract]).await;
+    assert_eq!(
+        out.ok(),
+        "deployment.apps/shop-blue created\ndeployment.apps/shop-green created\nservice/shop created\nservice/shop-preview created\n"
+    );
+    let out = k.run(&["apply", "-f", &version_label]).await;
+    assert_eq!(
+        out.ok(),
+        "deployment.apps/demo-dp-v1 created\ndeployment.apps/demo-dp-v2 created\nservice/demo-service created\n"
+    );
+    // Re-applying is a no-op, computed from the last-applied annotation.
+    let out = k.run(&["apply", "-f", &contract]).await;
+    assert_eq!(
+        out.ok(),
+        "deployment.apps/shop-blue unchanged\ndeployment.apps/shop-green unchanged\nservice/shop unchanged\nservice/shop-preview unchanged\n"
+    );
+    // Strict server-side field validation rejects unknown fields, as a real server does.
+    let bad = k.file(
+        "bad.yaml",
+        &CONTRACT.replacen("replicas: 3", "replicas: 3\n  replicaz: 3", 1),
+    );
+    let out = k.run(&["apply", "-f", &bad]).await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("unknown field \"spec.replicaz\""),
+        "{}",
+        out.stderr
+    );
+
+    sim.wait_converged("default").await.unwrap();
+    let out = k.run(&["get", "deploy"]).await;
+    let table = out.ok();
+    assert!(
+        table.starts_with("NAME         READY   UP-TO-DATE   AVAILABLE   AGE\n"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("shop-blue    3/3     3            3           ")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("shop-green   0/0     0            0           ")),
+        "{table}"
+    );
+    let out = k.run(&["get", "deploy", "-o", "json"]).await;
+    let list: Value = serde_json::from_str(out.ok()).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"].as_array().unwrap().len(), 4);
+    assert_eq!(list["items"][0]["kind"], "Deployment");
+    let out = k
+        .run(&[
+            "get",
+            "deploy",
+            "-l",
+            "bluegreen.io/color=blue",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert_eq!(out.ok(), "deployment.apps/shop-blue\n");
+    let out = k
+        .run(&["get", "pods", "-l", "bluegreen.io/color=blue"])
+        .await;
+    let table = out.ok();
+    assert!(table.starts_with("NAME "), "{table}");
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.contains(" 2/2     Running   0 "))
+            .count(),
+        3,
+        "{table}"
+    );
+    let out = k.run(&["get", "svc", "demo-service"]).await;
+    let table = out.ok();
+    assert!(
+        table.contains("LoadBalancer") && table.contains("<pending>") && table.contains("80:"),
+        "{table}"
+    );
+    let out = k
+        .run(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=shop",
+            "-o",
+            "jsonpath={.items[0].endpoints[*].conditions.ready}",
+        ])
+        .await;
+    assert_eq!(out.ok(), "true true true");
+    let out = k.run(&["get", "deploy", "nope"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "Error from server (NotFound): deployments.apps \"nope\" not found\n"
+    );
+    let out = k.run(&["get", "deploy", "-n", "kube-system"]).await;
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("", "No resources found in kube-system namespace.\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_sees_a_change() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let mut child = k
+        .command(&[
+            "get",
+            "svc",
+            "shop",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "custom-columns=EVENT:.type,COLOR:.object.spec.selector.bluegreen\\.io/color",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            seen.push(l.split_whitespace().collect::<Vec<_>>().join(" "));
+            if seen.len() == 2 {
+                // The initial state comes from a GET; change it once the watch is open
+                // (kubectl's own process, so this polls the request log briefly).
+                for _ in 0..500 {
+                    if sim.cluster().request_log().iter().any(|e| {
+                        e.path == "/api/v1/namespaces/default/services"
+                            && e.query.contains("watch=true")
+                    }) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                let mut svc = sim.get("services", "default", "shop").unwrap();
+                svc["spec"]["selector"]["bluegreen.io/color"] = "green".into();
+                sim.apply_object("default", svc).unwrap();
+            }
+            if seen.len() == 3 {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("watch saw the change");
+    child.kill().await.unwrap();
+    assert_eq!(seen, ["EVENT COLOR", "ADDED blue", "MODIFIED green"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_in_all_three_types() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let out = k
+        .run(&[
+            "patch",
+            "svc",
+            "shop",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"annotations":{"note":"merged"}}}"#,
+        ])
+        .await;
+    assert_eq!(out.ok(), "service/shop patched\n");
+    let out = k.run(&["patch", "deploy", "shop-green", "--type", "strategic", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"MODE","value":"preview"}]}]}}}}"#]).await;
+    assert_eq!(out.ok(), "deployment.apps/shop-green patched\n");
+    let green = sim.get("deployments", "default", "shop-green").unwrap();
+    let cs = green["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
+    assert_eq!(cs.len(), 2, "strategic merge kept the sidecar");
+    assert_eq!(cs[0]["env"][0]["name"], "MODE");
+    let out = k.run(&["patch", "deploy", "shop-green", "--type", "json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":0},{"op":"replace","path":"/spec/replicas","value":1}]"#]).await;
+    assert_eq!(out.ok(), "deployment.apps/shop-green patched\n");
+    let out = k
+        .run(&[
+            "patch",
+            "deploy",
+            "shop-green",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":0}]"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1, "a failed test op is an error");
+    let out = k
+        .run(&[
+            "patch",
+            "svc",
+            "shop",
+            "-p",
+            r#"{"metadata":{"annotations":{"note":"merged"}}}"#,
+        ])
+        .await;
+    assert_eq!(out.ok(), "service/shop patched (no change)\n");
+    let out = k.run(&["patch", "deploy", "shop-blue", "-p", r#"{"spec":{"selector":{"matchLabels":{"x":"y"}},"template":{"metadata":{"labels":{"x":"y"}}}}}"#]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.starts_with("The Deployment \"shop-blue\" is invalid: spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app.kubernetes.io/name\":\"shop\", \"bluegreen.io/color\":\"blue\", \"x\":\"y\"}"), "{}", out.stderr);
+    assert!(
+        out.stderr.trim_end().ends_with("field is immutable"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_image_scale_rollout_status_history_and_undo() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let out = k.run(&["scale", "deploy/shop-green", "--replicas=2"]).await;
+    assert_eq!(out.ok(), "deployment.apps/shop-green scaled\n");
+    let out = k
+        .run(&[
+            "set",
+            "image",
+            "deploy/shop-green",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await;
+    assert_eq!(out.ok(), "deployment.apps/shop-green image updated\n");
+    let out = k
+        .run(&["rollout", "status", "deploy/shop-green", "--timeout=30s"])
+        .await;
+    assert!(
+        out.ok()
+            .ends_with("deployment \"shop-green\" successfully rolled out\n"),
+        "{}",
+        out.stdout
+    );
+    let green = sim.get("deployments", "default", "shop-green").unwrap();
+    assert_eq!(
+        green["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/shop/web:1.5.0"
+    );
+    let out = k.run(&["rollout", "history", "deploy/shop-green"]).await;
+    assert_eq!(
+        out.ok(),
+        "deployment.apps/shop-green \nREVISION  CHANGE-CAUSE\n1         <none>\n2         <none>\n\n"
+    );
+    let out = k.run(&["rollout", "undo", "deploy/shop-green"]).await;
+    assert_eq!(out.ok(), "deployment.apps/shop-green rolled back\n");
+    let out = k
+        .run(&["rollout", "status", "deploy/shop-green", "--timeout=30s"])
+        .await;
+    out.ok();
+    let green = sim.get("deployments", "default", "shop-green").unwrap();
+    assert_eq!(
+        green["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example.com/shop/web:1.4.2"
+    );
+    // The undo reused revision 1's ReplicaSet as revision 3.
+    let out = k.run(&["rollout", "history", "deploy/shop-green"]).await;
+    assert_eq!(
+        out.ok(),
+        "deployment.apps/shop-green \nREVISION  CHANGE-CAUSE\n2         <none>\n3         <none>\n\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_status_fails_on_an_exceeded_progress_deadline() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    k.run(&[
+        "patch",
+        "deploy",
+        "shop-green",
+        "-p",
+        r#"{"spec":{"progressDeadlineSeconds":2,"replicas":1}}"#,
+    ])
+    .await
+    .ok();
+    sim.wait_rolled_out("default", "shop-green").await.unwrap();
+    k.run(&[
+        "set",
+        "image",
+        "deploy/shop-green",
+        "web=registry.example.com/shop/web:crashloop",
+    ])
+    .await
+    .ok();
+    let out = k
+        .run(&["rollout", "status", "deploy/shop-green", "--timeout=30s"])
+        .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "error: deployment \"shop-green\" exceeded its progress deadline\n"
+    );
+    let out = k
+        .run(&["get", "pods", "-l", "bluegreen.io/color=green"])
+        .await;
+    assert!(out.ok().contains("CrashLoopBackOff"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_cascades_and_wait_and_describe() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let out = k
+        .run(&[
+            "wait",
+            "--for=condition=Available",
+            "deploy/shop-blue",
+            "--timeout=10s",
+        ])
+        .await;
+    assert_eq!(out.ok(), "deployment.apps/shop-blue condition met\n");
+
+    let out = k.run(&["describe", "deployment", "shop-blue"]).await;
+    let text = out.ok();
+    let rs = sim
+        .list("replicasets", "default")
+        .into_iter()
+        .find(|r| r["metadata"]["labels"]["bluegreen.io/color"] == "blue")
+        .unwrap();
+    let rs_name = rs["metadata"]["name"].as_str().unwrap();
+    for line in [
+        "Name:                   shop-blue".to_string(),
+        "Namespace:              default".to_string(),
+        "Selector:               app.kubernetes.io/name=shop,bluegreen.io/color=blue".to_string(),
+        "Replicas:               3 desired | 3 updated | 3 total | 3 available | 0 unavailable"
+            .to_string(),
+        "StrategyType:           RollingUpdate".to_string(),
+        "RollingUpdateStrategy:  25% max unavailable, 25% max surge".to_string(),
+        "  Available      True    MinimumReplicasAvailable".to_string(),
+        "  Progressing    True    NewReplicaSetAvailable".to_string(),
+        format!("NewReplicaSet:   {rs_name} (3/3 replicas created)"),
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_end() == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!("ScalingReplicaSet  "))
+            && text.contains(&format!("Scaled up replica set {rs_name} from 0 to 3")),
+        "{text}"
+    );
+
+    let out = k.run(&["delete", "deploy", "shop-blue"]).await;
+    assert_eq!(out.ok(), "deployment.apps \"shop-blue\" deleted\n");
+    sim.wait_for("cascade", Duration::from_secs(10), |s| {
+        s.list("replicasets", "default")
+            .iter()
+            .all(|r| r["metadata"]["labels"]["bluegreen.io/color"] != "blue")
+            && s.list("pods", "default")
+                .iter()
+                .all(|p| p["metadata"]["labels"]["bluegreen.io/color"] != "blue")
+    })
+    .await
+    .unwrap();
+    let out = k
+        .run(&["get", "rs,pods", "-l", "bluegreen.io/color=blue"])
+        .await;
+    assert_eq!(out.stderr, "No resources found in default namespace.\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_can_i_and_forbidden_writes() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let out = k.run(&["auth", "can-i", "patch", "services"]).await;
+    assert_eq!(out.ok(), "yes\n");
+    sim.cluster()
+        .add_fault(Fault::new("patch", "services", FaultAction::Forbidden));
+    let out = k.run(&["auth", "can-i", "patch", "services"]).await;
+    assert_eq!((out.code, out.stdout.as_str()), (1, "no\n"));
+    let out = k.run(&["label", "svc", "shop", "x=y"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr,
+        "Error from server (Forbidden): services \"shop\" is forbidden: User \"sim-admin\" cannot patch resource \"services\" in API group \"\" in the namespace \"default\"\n"
+    );
+    let out = k
+        .run(&[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ])
+        .await;
+    assert_eq!(out.ok(), "sim-admin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_through_both_api_versions() {
+    let (_sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let out = k
+        .run(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Deployment,involvedObject.name=shop-blue",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ])
+        .await;
+    assert_eq!(out.ok(), "ScalingReplicaSet");
+    let out = k
+        .run(&[
+            "get",
+            "events.v1.events.k8s.io",
+            "--field-selector",
+            "regarding.name=shop-blue",
+            "-o",
+            "jsonpath={.items[*].note}",
+        ])
+        .await;
+    assert!(
+        out.ok().starts_with("Scaled up replica set shop-blue-"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_pods_show_in_rollout_status_progress() {
+    let sim = Sim::start_with(Timing {
+        pod_ready_after: Duration::from_millis(300),
+        ..Timing::default()
+    })
+    .await
+    .unwrap();
+    sim.load_demo().await.unwrap();
+    let Some(k) = Kubectl::for_sim(&sim) else {
+        return;
+    };
+    k.run(&["scale", "deploy/shop-green", "--replicas=3"])
+        .await
+        .ok();
+    let out = k
+        .run(&["rollout", "status", "deploy/shop-green", "--timeout=30s"])
+        .await;
+    let text = out.ok();
+    assert!(text.contains("Waiting for deployment \"shop-green\" rollout to finish: 0 of 3 updated replicas are available...\n"), "{text}");
+    assert!(
+        text.ends_with("deployment \"shop-green\" successfully rolled out\n"),
+        "{text}"
+    );
+    let names = first_column(
+        k.run(&["get", "pods", "-l", "bluegreen.io/color=green"])
+            .await
+            .ok(),
+    );
+    assert_eq!(names.len(), 3);
+}
