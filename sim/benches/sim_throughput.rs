@@ -47,9 +47,18 @@ async fn main() -> anyhow::Result<()> {
     // Warm up connections.
     services.get("svc-0").await?;
 
-    println!("bluegreen-sim throughput (kube-rs over HTTPS on loopback, {OBJECTS} Services stored)");
-    println!("{:<28} {:>12} {:>12}", "operation", "1 in flight", "8 in flight");
-    let rows: Vec<(&str, usize)> = vec![("get", 2_000), ("list 1,000 objects", 40), ("patch (merge)", 1_000)];
+    println!(
+        "bluegreen-sim throughput (kube-rs over HTTPS on loopback, {OBJECTS} Services stored)"
+    );
+    println!(
+        "{:<28} {:>12} {:>12}",
+        "operation", "1 in flight", "8 in flight"
+    );
+    let rows: Vec<(&str, usize)> = vec![
+        ("get", 2_000),
+        ("list 1,000 objects", 40),
+        ("patch (merge)", 1_000),
+    ];
     for (name, n) in rows {
         let mut cells = Vec::new();
         for conc in [1, 8] {
@@ -68,7 +77,10 @@ async fn main() -> anyhow::Result<()> {
                     measure(n, conc, move |_| {
                         let api = api.clone();
                         async move {
-                            let l = api.list(&ListParams::default().labels("bench=yes")).await.expect("list");
+                            let l = api
+                                .list(&ListParams::default().labels("bench=yes"))
+                                .await
+                                .expect("list");
                             assert_eq!(l.items.len(), OBJECTS);
                         }
                     })
@@ -79,7 +91,13 @@ async fn main() -> anyhow::Result<()> {
                         let api = api.clone();
                         async move {
                             let p = json!({"metadata": {"annotations": {"n": i.to_string()}}});
-                            api.patch(&format!("svc-{}", i % OBJECTS), &PatchParams::default(), &Patch::Merge(p)).await.expect("patch");
+                            api.patch(
+                                &format!("svc-{}", i % OBJECTS),
+                                &PatchParams::default(),
+                                &Patch::Merge(p),
+                            )
+                            .await
+                            .expect("patch");
                         }
                     })
                     .await

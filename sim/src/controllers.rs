@@ -75,15 +75,65 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// Names of the objects each owner (by uid) controls, built once per pass so that a
+/// controller's look-up does not scan the namespace (thousands of apps stay cheap).
+#[derive(Default)]
+struct OwnerIndex(HashMap<String, Vec<(String, String)>>);
+
+impl OwnerIndex {
+    fn build(c: &Cluster, storage: &str) -> Self {
+        let mut idx: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for (owner, ns, name) in c.store.scan(storage, None, |o| {
+            let r = o["metadata"]["ownerReferences"]
+                .as_array()?
+                .iter()
+                .find(|r| r["controller"] == true)?;
+            Some((
+                r["uid"].as_str()?.to_string(),
+                ns_of(o).to_string(),
+                name_of(o).to_string(),
+            ))
+        }) {
+            idx.entry(owner).or_default().push((ns, name));
+        }
+        OwnerIndex(idx)
+    }
+
+    /// Current copies of what `owner_uid` controls, plus `extra` names created since.
+    fn owned(
+        &self,
+        c: &Cluster,
+        storage: &str,
+        owner_uid: &str,
+        extra: &[(String, String)],
+    ) -> Vec<Value> {
+        let base = self.0.get(owner_uid).map(Vec::as_slice).unwrap_or(&[]);
+        let mut names: Vec<&(String, String)> = base.iter().chain(extra).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|(ns, n)| c.store.get(storage, ns, n))
+            .filter(|o| owned_by(o, owner_uid))
+            .collect()
+    }
+}
+
 pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instant> {
     let now = Instant::now();
     garbage_collect(c);
     let mut next = None;
+    let rs_index = OwnerIndex::build(c, "replicasets");
+    let pod_index = OwnerIndex::build(c, "pods");
     for d in c.store.list("deployments", None).0 {
-        next = earliest(next, reconcile_deployment(c, state, &d, now));
+        next = earliest(
+            next,
+            reconcile_deployment(c, state, &d, now, &rs_index, &pod_index),
+        );
     }
+    let pod_index = OwnerIndex::build(c, "pods");
     for rs in c.store.list("replicasets", None).0 {
-        reconcile_replicaset(c, state, &rs, now);
+        reconcile_replicaset(c, state, &rs, now, &pod_index);
     }
     for p in c.store.list("pods", None).0 {
         next = earliest(next, kubelet(c, state, &p, now));
@@ -332,15 +382,15 @@ fn reconcile_deployment(
     state: &mut ControllerState,
     d: &Value,
     now: Instant,
+    rs_index: &OwnerIndex,
+    pod_index: &OwnerIndex,
 ) -> Option<Instant> {
     let ns = ns_of(d);
     let uid = uid_of(d).to_string();
     let spec = &d["spec"];
     let replicas = int(&spec["replicas"]);
     let template = &spec["template"];
-    let mut all: Vec<Value> = c.store.scan("replicasets", Some(ns), |rs| {
-        owned_by(rs, &uid).then(|| rs.clone())
-    });
+    let mut all: Vec<Value> = rs_index.owned(c, "replicasets", &uid, &[]);
     all.sort_by_key(revision_of);
     let max_revision = all.iter().map(revision_of).max().unwrap_or(0);
     let paused = spec["paused"] == true;
@@ -424,20 +474,11 @@ fn reconcile_deployment(
         let new_spec = int(&new["spec"]["replicas"]);
         if recreate {
             // Upstream waits until no pod of an old ReplicaSet is left, terminating included.
-            let old_uids: HashSet<&str> = olds.iter().map(|r| uid_of(r)).collect();
-            let old_active = c
-                .store
-                .scan("pods", Some(ns), |p| {
-                    let owner = p["metadata"]["ownerReferences"]
-                        .as_array()?
-                        .iter()
-                        .find(|r| r["controller"] == true)?;
-                    (old_uids.contains(owner["uid"].as_str()?)
-                        && p["status"]["phase"] != "Failed"
-                        && p["status"]["phase"] != "Succeeded")
-                        .then_some(())
-                })
-                .len();
+            let old_active = olds
+                .iter()
+                .flat_map(|r| pod_index.owned(c, "pods", uid_of(r), &[]))
+                .filter(|p| p["status"]["phase"] != "Failed" && p["status"]["phase"] != "Succeeded")
+                .count();
             for old in &olds {
                 set_rs_replicas(c, d, old, 0, 0);
             }
@@ -511,9 +552,11 @@ fn reconcile_deployment(
     }
 
     // Status, re-read so it reflects this pass's writes.
-    let all: Vec<Value> = c.store.scan("replicasets", Some(ns), |rs| {
-        owned_by(rs, &uid).then(|| rs.clone())
-    });
+    let names: Vec<(String, String)> = all
+        .iter()
+        .map(|r| (ns.to_string(), name_of(r).to_string()))
+        .collect();
+    let all: Vec<Value> = rs_index.owned(c, "replicasets", &uid, &names);
     let new_rs = new_name
         .as_ref()
         .and_then(|n| all.iter().find(|r| name_of(r) == n));
@@ -677,12 +720,17 @@ fn terminating(p: &Value) -> bool {
     !p["metadata"]["deletionTimestamp"].is_null()
 }
 
-fn reconcile_replicaset(c: &Cluster, state: &mut ControllerState, rs: &Value, now: Instant) {
+fn reconcile_replicaset(
+    c: &Cluster,
+    state: &mut ControllerState,
+    rs: &Value,
+    now: Instant,
+    pod_index: &OwnerIndex,
+) {
     let ns = ns_of(rs);
     let uid = uid_of(rs).to_string();
-    let pods: Vec<Value> = c
-        .store
-        .scan("pods", Some(ns), |p| owned_by(p, &uid).then(|| p.clone()));
+    let pods: Vec<Value> = pod_index.owned(c, "pods", &uid, &[]);
+    let mut created: Vec<(String, String)> = Vec::new();
     let active: Vec<&Value> = pods
         .iter()
         .filter(|p| {
@@ -708,7 +756,9 @@ fn reconcile_replicaset(c: &Cluster, state: &mut ControllerState, rs: &Value, no
                     .expect("object")
                     .remove("annotations");
             }
-            let _ = ops::create(c, pod_rt, ns, pod, &WriteOpts::default());
+            if let Ok(p) = ops::create(c, pod_rt, ns, pod, &WriteOpts::default()) {
+                created.push((ns.to_string(), name_of(&p).to_string()));
+            }
         }
     } else if diff > 0 {
         // Upstream deletes the least useful pods first: unscheduled, not ready, newest.
@@ -730,9 +780,11 @@ fn reconcile_replicaset(c: &Cluster, state: &mut ControllerState, rs: &Value, no
         }
     }
     let min_ready = rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-    let pods: Vec<Value> = c.store.scan("pods", Some(ns), |p| {
-        (owned_by(p, &uid) && !terminating(p)).then(|| p.clone())
-    });
+    let pods: Vec<Value> = pod_index
+        .owned(c, "pods", &uid, &created)
+        .into_iter()
+        .filter(|p| !terminating(p))
+        .collect();
     let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
     let available = pods
         .iter()

@@ -463,7 +463,7 @@ async fn delete_cascades_and_wait_and_describe() {
         );
     }
     assert!(
-        text.contains(&format!("ScalingReplicaSet  "))
+        text.contains("ScalingReplicaSet  ")
             && text.contains(&format!("Scaled up replica set {rs_name} from 0 to 3")),
         "{text}"
     );
