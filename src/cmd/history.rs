@@ -1,0 +1,27 @@
+//! `kubectl bluegreen history APP [-o ...]`.
+
+use crate::cli::{HistoryArgs, Output};
+use crate::cmd;
+use crate::env::Env;
+use crate::error::Result;
+use crate::model;
+use crate::observe::{self, Scope};
+use crate::render::{self, Format, history::AppHistory};
+
+pub async fn run(env: &mut Env, args: &HistoryArgs) -> Result<()> {
+    let ns = env.conn.namespace.clone();
+    let snap = observe::snapshot(
+        &env.conn.client,
+        &Scope::Namespace(ns.clone()),
+        env.conn.request_timeout,
+    )
+    .await?;
+    let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;
+    let text = match args.output {
+        Output::Json => render::document(&AppHistory::new(&app), Format::Json)?,
+        Output::Yaml => render::document(&AppHistory::new(&app), Format::Yaml)?,
+        Output::Table | Output::Wide => render::history::render(&app, (env.now)()),
+    };
+    env.print(&text)?;
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `kubectl bluegreen list [-A] [-l SELECTOR] [-o ...]`.
+
+use crate::cli::{ListArgs, Output};
+use crate::env::Env;
+use crate::error::Result;
+use crate::model;
+use crate::observe::{self, Scope};
+use crate::render::{self, Format, status::AppStatusList};
+
+pub async fn run(env: &mut Env, args: &ListArgs) -> Result<()> {
+    let scope = if args.all_namespaces {
+        Scope::All
+    } else {
+        Scope::Namespace(env.conn.namespace.clone())
+    };
+    let client = env.conn.client.clone();
+    let timeout = env.conn.request_timeout;
+    let (snap, matching) = tokio::try_join!(observe::snapshot(&client, &scope, timeout), async {
+        match &args.selector {
+            Some(sel) => observe::matching_services(&client, &scope, sel, timeout)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    })?;
+    let mut apps = model::build(&snap);
+    if let Some(m) = matching {
+        apps.retain(|a| {
+            a.services
+                .iter()
+                .any(|s| m.contains(&(a.namespace.clone(), s.name.clone())))
+        });
+    }
+    let text = match args.output {
+        Output::Json => {
+            render::document(&AppStatusList::new(&apps, &env.conn.context), Format::Json)?
+        }
+        Output::Yaml => {
+            render::document(&AppStatusList::new(&apps, &env.conn.context), Format::Yaml)?
+        }
+        Output::Table | Output::Wide if apps.is_empty() => match &scope {
+            Scope::All => "No blue/green apps found.\n".to_string(),
+            Scope::Namespace(ns) => format!("No blue/green apps found in {ns} namespace.\n"),
+        },
+        Output::Table | Output::Wide => {
+            render::list::render(&apps, args.all_namespaces, (env.now)())
+        }
+    };
+    env.print(&text)?;
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Connecting like kubectl, in one function: `--kubeconfig` (that file only) or
+//! `KUBECONFIG` (several files, merged by kubectl's rules) or `~/.kube/config`, else the
+//! in-cluster service account; then `--context`/`--cluster`/`--user`, impersonation,
+//! TLS and timeout flags. Credentials (token, client certificate, exec plugins) are
+//! kube-rs's, which follows client-go.
+
+use crate::cli::GlobalOpts;
+use crate::error::{Error, Result};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::time::Duration;
+
+/// A ready client and what the commands need to know about where it points.
+pub struct Connection {
+    pub client: kube::Client,
+    /// The namespace commands act in (flag, else context, else `default`).
+    pub namespace: String,
+    /// The context's name, shown in status headers (`in-cluster` without a kubeconfig).
+    pub context: String,
+    /// The authenticated user as the kubeconfig names it (history's fallback for "by").
+    pub kubeconfig_user: String,
+    pub request_timeout: Option<Duration>,
+}
+
+fn load_kubeconfig(opts: &GlobalOpts) -> Result<Option<Kubeconfig>> {
+    if let Some(path) = &opts.kubeconfig {
+        if !path.exists() {
+            return Err(Error::NotFound(format!(
+                "kubeconfig file {} does not exist",
+                path.display()
+            )));
+        }
+        return Kubeconfig::read_from(path)
+            .map(Some)
+            .map_err(|e| Error::Kubeconfig(format!("{}: {e}", path.display())));
+    }
+    let from_env = std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty());
+    let default_exists = std::env::var_os("HOME")
+        .is_some_and(|h| std::path::Path::new(&h).join(".kube/config").exists());
+    if !from_env && !default_exists {
+        return Ok(None);
+    }
+    Kubeconfig::read()
+        .map(Some)
+        .map_err(|e| Error::Kubeconfig(e.to_string()))
+}
+
+/// Builds the client. Nothing is sent to the server here.
+pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
+    let (mut config, context, user) = match load_kubeconfig(opts)? {
+        Some(kc) => {
+            let context = match opts.context.clone().or_else(|| kc.current_context.clone()) {
+                Some(c) if !c.is_empty() => c,
+                _ => {
+                    return Err(Error::NotFound(
+                        "no context is set in the kubeconfig: pass --context or run `kubectl config use-context NAME`".into(),
+                    ));
+                }
+            };
+            let Some(named) = kc.contexts.iter().find(|c| c.name == context) else {
+                return Err(Error::NotFound(format!(
+                    "context \"{context}\" not found in the kubeconfig"
+                )));
+            };
+            let ctx_user = named
+                .context
+                .as_ref()
+                .and_then(|c| c.user.clone())
+                .unwrap_or_default();
+            let user = opts.user.clone().unwrap_or(ctx_user);
+            if let Some(cluster) = &opts.cluster
+                && !kc.clusters.iter().any(|c| &c.name == cluster)
+            {
+                return Err(Error::NotFound(format!(
+                    "cluster \"{cluster}\" not found in the kubeconfig"
+                )));
+            }
+            if let Some(u) = &opts.user
+                && !kc.auth_infos.iter().any(|a| &a.name == u)
+            {
+                return Err(Error::NotFound(format!(
+                    "user \"{u}\" not found in the kubeconfig"
+                )));
+            }
+            let kco = KubeConfigOptions {
+                context: Some(context.clone()),
+                cluster: opts.cluster.clone(),
+                user: opts.user.clone(),
+            };
+            let config = kube::Config::from_custom_kubeconfig(kc, &kco)
+                .await
+                .map_err(|e| Error::Kubeconfig(e.to_string()))?;
+            (config, context, user)
+        }
+        None => {
+            let config = kube::Config::incluster().map_err(|_| {
+                Error::NotFound("no kubeconfig found (set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config) and not running in a cluster".into())
+            })?;
+            (
+                config,
+                "in-cluster".to_string(),
+                "serviceaccount".to_string(),
+            )
+        }
+    };
+    if let Some(u) = &opts.as_user {
+        config.auth_info.impersonate = Some(u.clone());
+    }
+    if !opts.as_groups.is_empty() {
+        config.auth_info.impersonate_groups = Some(opts.as_groups.clone());
+    }
+    if opts.insecure_skip_tls_verify {
+        config.accept_invalid_certs = true;
+        config.root_cert = None;
+    }
+    let request_timeout = opts.request_timeout.filter(|d| !d.is_zero());
+    if let Some(t) = request_timeout {
+        config.connect_timeout = Some(t);
+    }
+    let namespace = opts
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client =
+        kube::Client::try_from(config).map_err(|e| Error::kube("create a Kubernetes client", e))?;
+    Ok(Connection {
+        client,
+        namespace,
+        context,
+        kubeconfig_user: user,
+        request_timeout,
+    })
+}

@@ -1,0 +1,104 @@
+//! The plugin's errors and the one place they map to exit codes (design §4):
+//! 0 ok · 1 unexpected · 2 usage · 3 not found · 4 precondition not met · 5 conflict or
+//! lock held · 6 timed out waiting · 7 switched but endpoints did not converge.
+
+use std::process::ExitCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad flags or arguments (clap reports its own with the same code).
+    #[error("{0}")]
+    Usage(String),
+    /// An app, object, context or kubeconfig that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The cluster is not in a state the command can act on (includes RBAC denials).
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Timeout(String),
+    #[error("{0}")]
+    NotConverged(String),
+    /// A failed API call: `action` says what we were doing ("list deployments in shop").
+    #[error("failed to {action}: {}", describe_kube(.source))]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot load kubeconfig: {0}")]
+    Kubeconfig(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The API server's own message for API errors; the transport's for the rest.
+fn describe_kube(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl Error {
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube {
+            action: action.into(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::NotFound(_) | Error::Kubeconfig(_) => 3,
+            Error::Precondition(_) => 4,
+            Error::Conflict(_) => 5,
+            Error::Timeout(_) => 6,
+            Error::NotConverged(_) => 7,
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } => match s.code {
+                404 => 3,
+                401 | 403 => 4,
+                409 => 5,
+                _ => 1,
+            },
+            Error::Kube { .. } | Error::Io(_) | Error::Other(_) => 1,
+        }
+    }
+
+    /// A hint printed after the error line, for the failures users can fix themselves.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 403 => Some(
+                "ask your cluster admin for RBAC access to these resources (kubectl auth can-i --list)",
+            ),
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } if s.code == 401 => {
+                Some("your credentials were rejected: log in again or check the kubeconfig user")
+            }
+            _ => None,
+        }
+    }
+
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+
+    pub fn to_exit_code(&self) -> ExitCode {
+        ExitCode::from(self.exit_code())
+    }
+}

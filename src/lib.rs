@@ -1,0 +1,43 @@
+//! kubectl-bluegreen: safe blue/green releases for plain Deployments and Services.
+//!
+//! The pipeline: `observe` reads the cluster into a `Snapshot`, `model` turns it into
+//! apps (a pure function), `render` writes them; `cmd/<verb>` composes the three, and
+//! `connect` builds the client the way kubectl does. `main.rs` only maps `run` to an
+//! exit code.
+
+pub mod cli;
+pub mod cmd;
+pub mod connect;
+pub mod env;
+pub mod error;
+pub mod model;
+pub mod observe;
+pub mod render;
+
+use cli::{Cli, Command};
+use error::Result;
+use std::io::IsTerminal;
+
+/// Runs one parsed command line against the cluster, writing to stdout.
+pub async fn run(cli: Cli) -> Result<()> {
+    let conn = connect::connect(&cli.global).await?;
+    let tty = std::io::stdout().is_terminal();
+    let machine_output = match &cli.command {
+        Command::Status(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
+        Command::List(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
+        Command::History(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
+    };
+    let color = tty && !machine_output && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut env = env::Env {
+        conn,
+        out: Box::new(std::io::stdout()),
+        now: jiff::Timestamp::now,
+        style: render::Style { color },
+        tty,
+    };
+    match &cli.command {
+        Command::Status(a) => cmd::status::run(&mut env, a).await,
+        Command::List(a) => cmd::list::run(&mut env, a).await,
+        Command::History(a) => cmd::history::run(&mut env, a).await,
+    }
+}

@@ -1,0 +1,575 @@
+//! From a snapshot to apps (design §2), as a pure function: which Services are apps,
+//! their slots, which slot is active, what really serves each Service (EndpointSlices
+//! whose ready endpoints' pods belong to a slot's ReplicaSets), the recorded history,
+//! and the problems the model must name rather than hide. Rendering and, later,
+//! planning read only this.
+
+use crate::observe::Snapshot;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Service;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub const DEFAULT_COLOR_LABEL: &str = "bluegreen.io/color";
+pub const APP_LABEL: &str = "bluegreen.io/app";
+pub const COLOR_LABEL_ANNOTATION: &str = "bluegreen.io/color-label";
+pub const PREVIEW_ANNOTATION: &str = "bluegreen.io/preview-service";
+pub const PREVIOUS_COLOR_ANNOTATION: &str = "bluegreen.io/previous-color";
+pub const HISTORY_ANNOTATION: &str = "bluegreen.io/history";
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Active,
+    Preview,
+    /// A third (or later) slot: neither live nor the preview.
+    Idle,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Active => "active",
+            Role::Preview => "preview",
+            Role::Idle => "idle",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerImage {
+    pub name: String,
+    pub image: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Ready endpoints of one Service that point at one slot's pods.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Serving {
+    pub service: String,
+    pub ready_endpoints: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    pub color: String,
+    pub role: Role,
+    pub deployment: String,
+    pub images: Vec<ContainerImage>,
+    /// `spec.replicas`.
+    pub desired: i32,
+    pub ready: i32,
+    pub updated: i32,
+    pub available: i32,
+    pub unavailable: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    pub generation: i64,
+    pub observed_generation: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod_template_hash: Option<String>,
+    /// Fully rolled out at its latest generation: every replica updated, ready and
+    /// available, none unavailable.
+    pub rolled_out: bool,
+    pub conditions: Vec<Condition>,
+    pub serving: Vec<Serving>,
+}
+
+/// One recorded switch (design §2), as kept in the `bluegreen.io/history` annotation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub action: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub images: Vec<String>,
+    #[serde(default)]
+    pub at: String,
+    #[serde(default)]
+    pub by: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppService {
+    pub name: String,
+    /// The color value its selector names (None if it lacks the color key).
+    pub color: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewService {
+    pub name: String,
+    pub color: Option<String>,
+    pub exists: bool,
+}
+
+/// A problem the model names instead of hiding; `reason` is stable for scripts.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct App {
+    pub name: String,
+    pub namespace: String,
+    pub color_label: String,
+    /// The app's active Services, by name; the first holds the state annotations.
+    pub services: Vec<AppService>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<PreviewService>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_color: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_color: Option<String>,
+    pub slots: Vec<Slot>,
+    #[serde(skip)]
+    pub history: Vec<HistoryEntry>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_switch: Option<HistoryEntry>,
+    pub problems: Vec<Problem>,
+}
+
+impl App {
+    pub fn state_service(&self) -> &str {
+        &self.services[0].name
+    }
+
+    pub fn slot(&self, role: Role) -> Option<&Slot> {
+        self.slots.iter().find(|s| s.role == role)
+    }
+}
+
+fn labels(
+    md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> BTreeMap<String, String> {
+    md.labels.clone().unwrap_or_default()
+}
+
+fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+    svc.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+}
+
+fn color_label_of(svc: &Service) -> String {
+    annotation(svc, COLOR_LABEL_ANNOTATION)
+        .unwrap_or(DEFAULT_COLOR_LABEL)
+        .to_string()
+}
+
+fn selector_of(svc: &Service) -> BTreeMap<String, String> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default()
+}
+
+fn ns_of(md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    md.namespace.clone().unwrap_or_default()
+}
+
+fn name_of(md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
+    md.name.clone().unwrap_or_default()
+}
+
+/// Whether a Service is an app's active Service: its selector carries the color key.
+fn is_app_service(svc: &Service) -> bool {
+    selector_of(svc).contains_key(&color_label_of(svc))
+}
+
+pub fn app_name_of(svc: &Service) -> String {
+    labels(&svc.metadata)
+        .get(APP_LABEL)
+        .cloned()
+        .unwrap_or_else(|| name_of(&svc.metadata))
+}
+
+fn template_labels(d: &Deployment) -> BTreeMap<String, String> {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+fn images_of(d: &Deployment) -> Vec<ContainerImage> {
+    let Some(pod) = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let init = pod.init_containers.iter().flatten().map(|c| (c, true));
+    init.chain(pod.containers.iter().map(|c| (c, false)))
+        .map(|(c, init)| ContainerImage {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            init,
+        })
+        .collect()
+}
+
+fn revision_of(md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
+    md.annotations
+        .as_ref()?
+        .get("deployment.kubernetes.io/revision")
+        .cloned()
+}
+
+fn owner_name(rs: &ReplicaSet) -> Option<String> {
+    rs.metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "Deployment")
+        .map(|o| o.name.clone())
+}
+
+fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
+    let spec = d.spec.as_ref();
+    let st = d.status.clone().unwrap_or_default();
+    let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
+    let generation = d.metadata.generation.unwrap_or(0);
+    let observed = st.observed_generation.unwrap_or(0);
+    let (ready, updated, available, unavailable) = (
+        st.ready_replicas.unwrap_or(0),
+        st.updated_replicas.unwrap_or(0),
+        st.available_replicas.unwrap_or(0),
+        st.unavailable_replicas.unwrap_or(0),
+    );
+    let conditions: Vec<Condition> = st
+        .conditions
+        .iter()
+        .flatten()
+        .map(|c| Condition {
+            type_: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
+        .collect();
+    let failed = conditions
+        .iter()
+        .any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
+    let revision = revision_of(&d.metadata);
+    let pod_template_hash = replicasets
+        .iter()
+        .find(|rs| revision.is_some() && revision_of(&rs.metadata) == revision)
+        .and_then(|rs| labels(&rs.metadata).get("pod-template-hash").cloned());
+    Slot {
+        color: color.to_string(),
+        role: Role::Idle,
+        deployment: name_of(&d.metadata),
+        images: images_of(d),
+        desired,
+        ready,
+        updated,
+        available,
+        unavailable,
+        revision,
+        created: d
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
+        generation,
+        observed_generation: observed,
+        pod_template_hash,
+        rolled_out: observed >= generation
+            && updated == desired
+            && ready == desired
+            && available == desired
+            && unavailable == 0
+            && st.replicas.unwrap_or(0) == desired
+            && !failed,
+        conditions,
+        serving: Vec::new(),
+    }
+}
+
+/// Builds every app in the snapshot, sorted by namespace and name.
+pub fn build(snap: &Snapshot) -> Vec<App> {
+    // Preview Services are named by an annotation on an app's Service; they are never apps.
+    let previews: BTreeSet<(String, String)> = snap
+        .services
+        .iter()
+        .filter_map(|s| {
+            annotation(s, PREVIEW_ANNOTATION).map(|p| (ns_of(&s.metadata), p.to_string()))
+        })
+        .collect();
+    let mut groups: BTreeMap<(String, String), Vec<&Service>> = BTreeMap::new();
+    for svc in &snap.services {
+        let key = (ns_of(&svc.metadata), name_of(&svc.metadata));
+        if is_app_service(svc) && !previews.contains(&key) {
+            groups
+                .entry((key.0, app_name_of(svc)))
+                .or_default()
+                .push(svc);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((ns, name), mut services)| {
+            services.sort_by_key(|s| name_of(&s.metadata));
+            build_app(snap, ns, name, &services)
+        })
+        .collect()
+}
+
+fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Service]) -> App {
+    let state = services[0];
+    let color_label = color_label_of(state);
+    let mut problems = Vec::new();
+    let mut base = selector_of(state);
+    let active_color = base.remove(&color_label);
+    let app_services: Vec<AppService> = services
+        .iter()
+        .map(|s| AppService {
+            name: name_of(&s.metadata),
+            color: selector_of(s).get(&color_label).cloned(),
+        })
+        .collect();
+    if app_services.iter().any(|s| s.color != active_color) {
+        let list: Vec<String> = app_services
+            .iter()
+            .map(|s| format!("{} → {}", s.name, s.color.as_deref().unwrap_or("(none)")))
+            .collect();
+        problems.push(Problem {
+            reason: "ServicesDisagree",
+            message: format!(
+                "the app's Services disagree on the live color: {}",
+                list.join(", ")
+            ),
+        });
+    }
+
+    // Slots: Deployments whose pod labels match the rest of the selector and carry the color.
+    let mut by_color: BTreeMap<String, Vec<&Deployment>> = BTreeMap::new();
+    for d in snap
+        .deployments
+        .iter()
+        .filter(|d| ns_of(&d.metadata) == namespace)
+    {
+        let tl = template_labels(d);
+        if let Some(color) = tl.get(&color_label)
+            && base.iter().all(|(k, v)| tl.get(k) == Some(v))
+        {
+            by_color.entry(color.clone()).or_default().push(d);
+        }
+    }
+    let rs_in_ns: Vec<&ReplicaSet> = snap
+        .replicasets
+        .iter()
+        .filter(|r| ns_of(&r.metadata) == namespace)
+        .collect();
+    let mut slots: Vec<Slot> = Vec::new();
+    for (color, deployments) in &by_color {
+        if deployments.len() > 1 {
+            let names: Vec<String> = deployments.iter().map(|d| name_of(&d.metadata)).collect();
+            problems.push(Problem {
+                reason: "DuplicateColor",
+                message: format!("{} Deployments have {color_label}={color}: {}; each color must be one Deployment", names.len(), names.join(", ")),
+            });
+        }
+        let d = deployments[0];
+        let dname = name_of(&d.metadata);
+        let owned: Vec<&ReplicaSet> = rs_in_ns
+            .iter()
+            .copied()
+            .filter(|r| owner_name(r).as_deref() == Some(dname.as_str()))
+            .collect();
+        slots.push(slot_from(d, color, &owned));
+    }
+
+    let preview_service = annotation(state, PREVIEW_ANNOTATION).map(|p| {
+        let found = snap
+            .services
+            .iter()
+            .find(|s| ns_of(&s.metadata) == namespace && name_of(&s.metadata) == p);
+        PreviewService {
+            name: p.to_string(),
+            color: found.and_then(|s| selector_of(s).get(&color_label).cloned()),
+            exists: found.is_some(),
+        }
+    });
+    if let Some(p) = preview_service.as_ref().filter(|p| !p.exists) {
+        problems.push(Problem {
+            reason: "PreviewServiceMissing",
+            message: format!(
+                "preview Service {} (named by the {PREVIEW_ANNOTATION} annotation) does not exist",
+                p.name
+            ),
+        });
+    }
+
+    // Roles: the live color is active; the preview Service's color, or the only other
+    // slot, is the preview; any further slot is idle.
+    let preview_color = preview_service.as_ref().and_then(|p| p.color.clone());
+    let others = slots
+        .iter()
+        .filter(|s| Some(&s.color) != active_color.as_ref())
+        .count();
+    for s in &mut slots {
+        s.role = if Some(&s.color) == active_color.as_ref() {
+            Role::Active
+        } else if Some(&s.color) == preview_color.as_ref() || others == 1 {
+            Role::Preview
+        } else {
+            Role::Idle
+        };
+    }
+    slots.sort_by(|a, b| a.role.cmp(&b.role).then(a.color.cmp(&b.color)));
+
+    // What really serves each Service: ready endpoints whose pods belong to a slot.
+    let rs_owner: BTreeMap<String, String> = rs_in_ns
+        .iter()
+        .filter_map(|r| Some((name_of(&r.metadata), owner_name(r)?)))
+        .collect();
+    let mut served: Vec<String> = app_services.iter().map(|s| s.name.clone()).collect();
+    if let Some(p) = preview_service.as_ref().filter(|p| p.exists) {
+        served.push(p.name.clone());
+    }
+    for svc in &served {
+        let mut outside = 0u32;
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let slices = snap.slices.iter().filter(|s| {
+            ns_of(&s.metadata) == namespace
+                && labels(&s.metadata).get(SERVICE_NAME_LABEL) == Some(svc)
+        });
+        for ep in slices.flat_map(|s| s.endpoints.iter()) {
+            // A nil `ready` means ready (EndpointConditions API).
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            let deployment = ep
+                .target_ref
+                .as_ref()
+                .filter(|t| t.kind.as_deref() == Some("Pod"))
+                .and_then(|t| t.name.as_deref())
+                .and_then(|pod| pod.rsplit_once('-').map(|(rs, _)| rs))
+                .and_then(|rs| rs_owner.get(rs));
+            match deployment.filter(|d| slots.iter().any(|s| &&s.deployment == d)) {
+                Some(d) => *counts.entry(d.clone()).or_default() += 1,
+                None => outside += ep.addresses.len().max(1) as u32,
+            }
+        }
+        for s in &mut slots {
+            if let Some(n) = counts.get(&s.deployment) {
+                s.serving.push(Serving {
+                    service: svc.clone(),
+                    ready_endpoints: *n,
+                });
+            }
+        }
+        if outside > 0 {
+            problems.push(Problem {
+                reason: "ForeignEndpoints",
+                message: format!("Service {svc} also routes to {outside} ready endpoint(s) outside the app's slots"),
+            });
+        }
+    }
+
+    match slots.len() {
+        0 => problems.push(Problem {
+            reason: "NoSlots",
+            message: format!(
+                "no Deployment has pod labels {} with a {color_label} label: create the blue and green Deployments",
+                if base.is_empty() { "(any)".to_string() } else { base.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",") }
+            ),
+        }),
+        1 => problems.push(Problem {
+            reason: "OneSlot",
+            message: format!("only one slot ({}): `kubectl bluegreen set-image` creates the other", slots[0].color),
+        }),
+        2 => {}
+        n => problems.push(Problem {
+            reason: "TooManySlots",
+            message: format!(
+                "{n} slots ({}): a blue/green app has exactly two; remove or relabel the extra Deployments",
+                slots.iter().map(|s| s.color.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+    }
+    if let Some(c) = &active_color
+        && !slots.is_empty()
+        && !slots.iter().any(|s| &s.color == c)
+    {
+        problems.push(Problem {
+            reason: "ColorMatchesNoSlot",
+            message: format!("Service {} selects {color_label}={c}, but no slot has that color: it serves no slot", name_of(&state.metadata)),
+        });
+    }
+    for s in &slots {
+        if let Some(c) = s
+            .conditions
+            .iter()
+            .find(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        {
+            problems.push(Problem {
+                reason: "ProgressDeadlineExceeded",
+                message: format!(
+                    "{} ({}): {}",
+                    s.deployment,
+                    s.color,
+                    c.message
+                        .as_deref()
+                        .unwrap_or("rollout exceeded its progress deadline")
+                ),
+            });
+        }
+    }
+
+    let history = match annotation(state, HISTORY_ANNOTATION) {
+        None => Vec::new(),
+        Some(raw) => serde_json::from_str::<Vec<HistoryEntry>>(raw).unwrap_or_else(|e| {
+            problems.push(Problem {
+                reason: "BadHistory",
+                message: format!(
+                    "the {HISTORY_ANNOTATION} annotation on Service {} is not a valid history: {e}",
+                    name_of(&state.metadata)
+                ),
+            });
+            Vec::new()
+        }),
+    };
+    App {
+        name,
+        namespace,
+        color_label,
+        services: app_services,
+        preview_service,
+        active_color,
+        previous_color: annotation(state, PREVIOUS_COLOR_ANNOTATION).map(String::from),
+        slots,
+        last_switch: history.first().cloned(),
+        history,
+        problems,
+    }
+}

@@ -1,0 +1,160 @@
+//! The only place that reads the cluster. One snapshot = Services, Deployments,
+//! ReplicaSets and EndpointSlices of a namespace (or all), listed concurrently, one
+//! paginated list per kind: the request count does not grow with the number of apps.
+//!
+//! Why whole-namespace lists rather than label selectors: slots are found by their
+//! *pod-template* labels (design §2), which the API cannot select Deployments by, and an
+//! app is found by name or by label, which no single selector expresses.
+
+use crate::error::{Error, Result};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, ListParams};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::time::Duration;
+
+/// Where to look.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    Namespace(String),
+    All,
+}
+
+/// Everything the model needs, as read at one moment.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    pub services: Vec<Service>,
+    pub deployments: Vec<Deployment>,
+    pub replicasets: Vec<ReplicaSet>,
+    pub slices: Vec<EndpointSlice>,
+}
+
+const PAGE: u32 = 500;
+
+fn api<K>(client: &kube::Client, scope: &Scope) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match scope {
+        Scope::Namespace(ns) => Api::namespaced(client.clone(), ns),
+        Scope::All => Api::all(client.clone()),
+    }
+}
+
+fn describe(scope: &Scope) -> String {
+    match scope {
+        Scope::Namespace(ns) => format!("in namespace {ns}"),
+        Scope::All => "in all namespaces".into(),
+    }
+}
+
+/// Lists every object of a kind, page by page.
+async fn list_all<K>(
+    api: Api<K>,
+    what: &str,
+    scope: &Scope,
+    timeout: Option<Duration>,
+) -> Result<Vec<K>>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut items = Vec::new();
+    let mut params = ListParams::default().limit(PAGE);
+    loop {
+        let call = api.list(&params);
+        let page = match timeout {
+            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| {
+                Error::Timeout(format!(
+                    "listing {what} {} took longer than --request-timeout",
+                    describe(scope)
+                ))
+            })?,
+            None => call.await,
+        }
+        .map_err(|e| Error::kube(format!("list {what} {}", describe(scope)), e))?;
+        items.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Reads a snapshot: four concurrent paginated lists.
+pub async fn snapshot(
+    client: &kube::Client,
+    scope: &Scope,
+    timeout: Option<Duration>,
+) -> Result<Snapshot> {
+    let (services, deployments, replicasets, slices) = tokio::try_join!(
+        list_all(api::<Service>(client, scope), "services", scope, timeout),
+        list_all(
+            api::<Deployment>(client, scope),
+            "deployments",
+            scope,
+            timeout
+        ),
+        list_all(
+            api::<ReplicaSet>(client, scope),
+            "replicasets",
+            scope,
+            timeout
+        ),
+        list_all(
+            api::<EndpointSlice>(client, scope),
+            "endpointslices",
+            scope,
+            timeout
+        ),
+    )?;
+    Ok(Snapshot {
+        services,
+        deployments,
+        replicasets,
+        slices,
+    })
+}
+
+/// (namespace, name) of the Services matching a label selector, as the server selects.
+pub async fn matching_services(
+    client: &kube::Client,
+    scope: &Scope,
+    selector: &str,
+    timeout: Option<Duration>,
+) -> Result<std::collections::BTreeSet<(String, String)>> {
+    let api = api::<Service>(client, scope);
+    let mut params = ListParams::default().labels(selector).limit(PAGE);
+    let mut out = std::collections::BTreeSet::new();
+    loop {
+        let call = api.list_metadata(&params);
+        let page = match timeout {
+            Some(t) => tokio::time::timeout(t, call).await.map_err(|_| {
+                Error::Timeout("listing services took longer than --request-timeout".into())
+            })?,
+            None => call.await,
+        }
+        .map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 400 => Error::Usage(format!(
+                "invalid label selector {selector:?}: {}",
+                s.message
+            )),
+            _ => Error::kube(
+                format!("list services matching {selector} {}", describe(scope)),
+                e,
+            ),
+        })?;
+        out.extend(page.items.into_iter().map(|m| {
+            (
+                m.metadata.namespace.unwrap_or_default(),
+                m.metadata.name.unwrap_or_default(),
+            )
+        }));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(out),
+        }
+    }
+}
