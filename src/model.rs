@@ -573,3 +573,274 @@ fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Serv
         problems,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    /// A snapshot from multi-document YAML (Services, Deployments, ReplicaSets, slices).
+    fn snap(yaml: &str) -> Snapshot {
+        let docs: Vec<Value> = serde_saphyr::from_str_multiple(yaml).unwrap();
+        let mut s = Snapshot::default();
+        for mut d in docs.into_iter().filter(|d| !d.is_null()) {
+            if d["metadata"]["namespace"].is_null() {
+                d["metadata"]["namespace"] = "default".into();
+            }
+            match d["kind"].as_str().unwrap() {
+                "Service" => s.services.push(serde_json::from_value(d).unwrap()),
+                "Deployment" => s.deployments.push(serde_json::from_value(d).unwrap()),
+                "ReplicaSet" => s.replicasets.push(serde_json::from_value(d).unwrap()),
+                "EndpointSlice" => s.slices.push(serde_json::from_value(d).unwrap()),
+                k => panic!("unexpected kind {k}"),
+            }
+        }
+        s
+    }
+
+    fn svc(name: &str, color: &str, extra: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n{extra}spec:\n  selector: {{app: shop, bluegreen.io/color: {color}}}\n  ports: [{{port: 80}}]\n"
+        )
+    }
+
+    fn deploy(name: &str, color: &str, replicas: i32, ready: i32) -> String {
+        format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  generation: 2\n  annotations: {{deployment.kubernetes.io/revision: \"4\"}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: shop, bluegreen.io/color: {color}}}}}\n  template:\n    metadata: {{labels: {{app: shop, bluegreen.io/color: {color}}}}}\n    spec: {{containers: [{{name: web, image: web:{color}}}]}}\nstatus: {{observedGeneration: 2, replicas: {ready}, updatedReplicas: {ready}, readyReplicas: {ready}, availableReplicas: {ready}}}\n---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}-abc12\n  labels: {{pod-template-hash: abc12}}\n  annotations: {{deployment.kubernetes.io/revision: \"4\"}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: {name}, uid: u-{name}, controller: true}}]\nspec:\n  selector: {{matchLabels: {{app: shop}}}}\n"
+        )
+    }
+
+    fn slice(service: &str, pods: &[(&str, bool)]) -> String {
+        let eps: Vec<String> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, (pod, ready))| format!("  - addresses: [10.0.0.{i}]\n    conditions: {{ready: {ready}}}\n    targetRef: {{kind: Pod, name: {pod}, namespace: default}}\n"))
+            .collect();
+        format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: {service}-x\n  labels: {{kubernetes.io/service-name: {service}}}\naddressType: IPv4\nendpoints:\n{}",
+            eps.concat()
+        )
+    }
+
+    fn reasons(app: &App) -> Vec<&'static str> {
+        app.problems.iter().map(|p| p.reason).collect()
+    }
+
+    const PREVIEW: &str = "  annotations: {bluegreen.io/preview-service: shop-preview}\n";
+
+    #[test]
+    fn two_slots_with_roles_serving_and_no_problems() {
+        let yaml = [
+            svc("shop", "blue", PREVIEW),
+            svc("shop-preview", "green", ""),
+            deploy("shop-blue", "blue", 3, 3),
+            deploy("shop-green", "green", 3, 3),
+            slice(
+                "shop",
+                &[
+                    ("shop-blue-abc12-aaaaa", true),
+                    ("shop-blue-abc12-bbbbb", true),
+                    ("shop-blue-abc12-ccccc", false),
+                ],
+            ),
+            slice("shop-preview", &[("shop-green-abc12-ddddd", true)]),
+        ]
+        .concat();
+        let apps = build(&snap(&yaml));
+        assert_eq!(apps.len(), 1, "the preview Service is never an app");
+        let app = &apps[0];
+        assert_eq!(app.name, "shop");
+        assert_eq!(app.active_color.as_deref(), Some("blue"));
+        assert!(app.problems.is_empty(), "{:?}", app.problems);
+        let blue = app.slot(Role::Active).unwrap();
+        assert_eq!(
+            (blue.color.as_str(), blue.deployment.as_str()),
+            ("blue", "shop-blue")
+        );
+        assert!(blue.rolled_out);
+        assert_eq!(blue.pod_template_hash.as_deref(), Some("abc12"));
+        assert_eq!(
+            blue.serving,
+            vec![Serving {
+                service: "shop".into(),
+                ready_endpoints: 2
+            }],
+            "not-ready endpoints do not serve"
+        );
+        let green = app.slot(Role::Preview).unwrap();
+        assert_eq!(
+            green.serving,
+            vec![Serving {
+                service: "shop-preview".into(),
+                ready_endpoints: 1
+            }]
+        );
+        assert_eq!(
+            app.preview_service.as_ref().unwrap().color.as_deref(),
+            Some("green")
+        );
+    }
+
+    #[test]
+    fn custom_color_label_and_app_name_from_label() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata:\n  name: demo-service\n  labels: {bluegreen.io/app: demo}\n  annotations: {bluegreen.io/color-label: version}\nspec:\n  selector: {app: demo, version: v1}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: demo-dp-v1}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: demo, version: v1}}\n  template:\n    metadata: {labels: {app: demo, version: v1}}\n    spec: {containers: [{name: demo, image: demo:v1}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: demo-dp-v2}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: demo, version: v2}}\n  template:\n    metadata: {labels: {app: demo, version: v2}}\n    spec: {containers: [{name: demo, image: demo:v2}]}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: other}\nspec:\n  selector: {matchLabels: {app: other, version: v1}}\n  template:\n    metadata: {labels: {app: other, version: v1}}\n    spec: {containers: [{name: x, image: x}]}\n";
+        let apps = build(&snap(yaml));
+        assert_eq!(apps.len(), 1);
+        let app = &apps[0];
+        assert_eq!(
+            (app.name.as_str(), app.color_label.as_str()),
+            ("demo", "version")
+        );
+        let colors: Vec<(&str, Role)> = app
+            .slots
+            .iter()
+            .map(|s| (s.color.as_str(), s.role))
+            .collect();
+        assert_eq!(colors, [("v1", Role::Active), ("v2", Role::Preview)]);
+        assert!(app.problems.is_empty(), "{:?}", app.problems);
+    }
+
+    #[test]
+    fn services_without_the_color_key_are_not_apps() {
+        let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: plain}\nspec:\n  selector: {app: shop}\n";
+        assert!(build(&snap(yaml)).is_empty());
+    }
+
+    #[test]
+    fn no_slots_one_slot_three_slots() {
+        let none = build(&snap(&svc("shop", "blue", "")));
+        assert_eq!(reasons(&none[0]), ["NoSlots"]);
+        assert!(
+            none[0].problems[0].message.contains("app=shop"),
+            "{}",
+            none[0].problems[0].message
+        );
+
+        let one = build(&snap(
+            &[svc("shop", "blue", ""), deploy("shop-blue", "blue", 3, 3)].concat(),
+        ));
+        assert_eq!(reasons(&one[0]), ["OneSlot"]);
+
+        let three = build(&snap(
+            &[
+                svc("shop", "blue", ""),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 1, 1),
+                deploy("c", "red", 1, 1),
+            ]
+            .concat(),
+        ));
+        assert_eq!(reasons(&three[0]), ["TooManySlots"]);
+        let roles: Vec<Role> = three[0].slots.iter().map(|s| s.role).collect();
+        assert_eq!(roles, [Role::Active, Role::Idle, Role::Idle]);
+    }
+
+    #[test]
+    fn a_color_that_matches_no_slot() {
+        let app = &build(&snap(
+            &[
+                svc("shop", "purple", ""),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 1, 1),
+            ]
+            .concat(),
+        ))[0];
+        assert_eq!(reasons(app), ["ColorMatchesNoSlot"]);
+        assert!(app.slot(Role::Active).is_none());
+    }
+
+    #[test]
+    fn progress_deadline_exceeded_is_named() {
+        let failing = deploy("shop-green", "green", 3, 1).replace(
+            "status: {",
+            "status: {conditions: [{type: Progressing, status: \"False\", reason: ProgressDeadlineExceeded, message: 'ReplicaSet \"shop-green-abc12\" has timed out progressing.'}], ",
+        );
+        let app = &build(&snap(
+            &[
+                svc("shop", "blue", ""),
+                deploy("shop-blue", "blue", 3, 3),
+                failing,
+            ]
+            .concat(),
+        ))[0];
+        assert_eq!(reasons(app), ["ProgressDeadlineExceeded"]);
+        assert!(!app.slot(Role::Preview).unwrap().rolled_out);
+    }
+
+    #[test]
+    fn services_of_one_app_disagreeing_on_the_color() {
+        let label = "  labels: {bluegreen.io/app: shop}\n";
+        let yaml = [
+            svc("shop", "blue", label),
+            svc("shop-grpc", "green", label),
+            deploy("a", "blue", 1, 1),
+            deploy("b", "green", 1, 1),
+        ]
+        .concat();
+        let apps = build(&snap(&yaml));
+        assert_eq!(apps.len(), 1, "one app fronted by two Services");
+        let app = &apps[0];
+        assert_eq!(
+            app.services
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+            ["shop", "shop-grpc"]
+        );
+        assert_eq!(
+            app.active_color.as_deref(),
+            Some("blue"),
+            "the first Service by name holds the state"
+        );
+        assert_eq!(reasons(app), ["ServicesDisagree"]);
+        assert_eq!(
+            app.problems[0].message,
+            "the app's Services disagree on the live color: shop → blue, shop-grpc → green"
+        );
+    }
+
+    #[test]
+    fn missing_preview_service_foreign_endpoints_and_history() {
+        let history = r#"  annotations: {bluegreen.io/preview-service: gone, bluegreen.io/previous-color: green, bluegreen.io/history: '[{"action":"promote","from":"green","to":"blue","images":["web:blue"],"at":"2026-11-21T22:00:00Z","by":"alice"}]'}
+"#;
+        let yaml = [
+            svc("shop", "blue", history),
+            deploy("shop-blue", "blue", 1, 1),
+            deploy("shop-green", "green", 1, 1),
+            slice(
+                "shop",
+                &[("shop-blue-abc12-aaaaa", true), ("hand-made-pod", true)],
+            ),
+        ]
+        .concat();
+        let app = &build(&snap(&yaml))[0];
+        assert_eq!(reasons(app), ["PreviewServiceMissing", "ForeignEndpoints"]);
+        assert_eq!(app.previous_color.as_deref(), Some("green"));
+        let last = app.last_switch.as_ref().unwrap();
+        assert_eq!(
+            (
+                last.action.as_str(),
+                last.from.as_str(),
+                last.to.as_str(),
+                last.by.as_str()
+            ),
+            ("promote", "green", "blue", "alice")
+        );
+    }
+
+    #[test]
+    fn a_broken_history_annotation_is_a_problem_not_a_crash() {
+        let yaml = [
+            svc(
+                "shop",
+                "blue",
+                "  annotations: {bluegreen.io/history: 'not json'}\n",
+            ),
+            deploy("a", "blue", 1, 1),
+            deploy("b", "green", 1, 1),
+        ]
+        .concat();
+        let app = &build(&snap(&yaml))[0];
+        assert_eq!(reasons(app), ["BadHistory"]);
+    }
+}

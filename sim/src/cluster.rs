@@ -140,6 +140,10 @@ pub struct LogEntry {
     pub body: String,
     pub code: u16,
     pub user_agent: String,
+    /// Arrival and completion, on one counter shared by all requests: requests A and B
+    /// were in flight together when each arrived before the other completed.
+    pub arrived: u64,
+    pub completed: u64,
 }
 
 /// The decision for one request after the faults were consulted.
@@ -161,6 +165,7 @@ pub struct Cluster {
     next_service_ip: AtomicU32,
     next_pod_ip: AtomicU32,
     next_node_port: AtomicU32,
+    request_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Cluster {
@@ -176,6 +181,7 @@ impl Cluster {
             next_service_ip: AtomicU32::new(10),
             next_pod_ip: AtomicU32::new(2),
             next_node_port: AtomicU32::new(30080),
+            request_seq: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -274,6 +280,11 @@ impl Cluster {
                 && f.resource.as_deref().is_none_or(|r| r == resource)
                 && f.name.as_deref().is_none_or(|n| n.is_empty() || n == name)
         })
+    }
+
+    /// The next tick of the request log's arrival/completion counter.
+    pub fn next_request_seq(&self) -> u64 {
+        self.request_seq.fetch_add(1, Ordering::SeqCst)
     }
 
     pub fn record(&self, entry: LogEntry) {

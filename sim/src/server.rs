@@ -110,6 +110,7 @@ pub async fn handle(
     ctx: Arc<ServerCtx>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    let arrived = ctx.cluster.next_request_seq();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -147,6 +148,8 @@ pub async fn handle(
         body: String::from_utf8_lossy(&body).into_owned(),
         code: response.status().as_u16(),
         user_agent,
+        arrived,
+        completed: ctx.cluster.next_request_seq(),
     });
     Ok(response)
 }
