@@ -1,0 +1,119 @@
+//! kubectl-bluegreen's integration tests, in one binary, against the simulated cluster:
+//! golden renderings (`golden`), the binary through the real `kubectl` plugin dispatch
+//! (`plugin`), connection handling and exit codes (`connect`).
+//!
+//! Set `BLESS=1` to rewrite the golden files after an intended change.
+
+mod connect;
+mod golden;
+mod plugin;
+
+use bluegreen_sim::Sim;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const CONTRACT: &str = include_str!("../fixtures/contract/app.yaml");
+pub const VERSION_LABEL: &str = include_str!("../fixtures/version-label/app.yaml");
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// A started sim with a kubeconfig on disk.
+pub struct World {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new(fixtures: &[&str]) -> World {
+        let sim = Sim::start().await.unwrap();
+        for f in fixtures {
+            sim.apply_yaml("default", f).unwrap();
+        }
+        sim.wait_converged("default").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        World { sim, dir }
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn file(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    /// Runs the plugin binary directly with `KUBECONFIG` pointing at the sim.
+    pub async fn plugin(&self, args: &[&str]) -> Out {
+        self.run(
+            Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen")),
+            args,
+            &[],
+        )
+        .await
+    }
+
+    pub async fn run(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+            .parent()
+            .unwrap();
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.dir.path())
+            .env("PATH", path)
+            .env_remove("NO_COLOR")
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+            .await
+            .expect("command finished")
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// The real kubectl, or None (skipped with a printed reason; a failure under CI=true).
+pub fn kubectl() -> Option<PathBuf> {
+    let bin = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    if std::process::Command::new(&bin)
+        .args(["version", "--client"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return Some(PathBuf::from(bin));
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("kubectl ({bin}) is required when CI=true");
+    }
+    eprintln!("skipping: kubectl ({bin}) is not on the PATH");
+    None
+}

@@ -1,0 +1,228 @@
+//! The binary as users run it: `kubectl bluegreen …` through kubectl's plugin dispatch
+//! (the binary's directory on PATH), against the sim over HTTPS.
+
+use crate::{CONTRACT, Out, VERSION_LABEL, World, kubectl};
+use bluegreen_sim::Timing;
+use serde_json::Value;
+use std::time::Duration;
+
+async fn bluegreen(world: &World, args: &[&str]) -> Option<Out> {
+    let k = kubectl()?;
+    let mut full = vec!["bluegreen"];
+    full.extend_from_slice(args);
+    Some(world.run(&k, &full, &[]).await)
+}
+
+#[track_caller]
+fn ok(out: &Out) -> &str {
+    assert_eq!(out.code, 0, "{out:?}");
+    &out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_list_and_history_through_kubectl() {
+    let world = World::new(&[CONTRACT, VERSION_LABEL]).await;
+    let Some(out) = bluegreen(&world, &["status", "shop"]).await else {
+        return;
+    };
+    let text = ok(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "Context: sim   Namespace: default   App: shop");
+    assert_eq!(
+        lines[1],
+        "Services: shop (active → blue), shop-preview (preview → green)"
+    );
+    assert_eq!(lines[2], "Last switch: none recorded");
+    assert!(lines[4].starts_with("COLOR   ROLE      DEPLOYMENT   IMAGES                    READY   UP-TO-DATE   AVAILABLE   REV   AGE"), "{text}");
+    assert!(lines[5].starts_with("blue    active    shop-blue    web:1.4.2, exporter:0.9   3/3     3            3           1     "), "{text}");
+    assert!(lines[5].ends_with("shop 3/3"), "{text}");
+    assert!(lines[6].starts_with("green   preview   shop-green   web:1.4.2, exporter:0.9   0/0     0            0           1     "), "{text}");
+    assert!(!text.contains("Warning"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+
+    let out = bluegreen(&world, &["status", "demo-service"])
+        .await
+        .unwrap();
+    let text = ok(&out);
+    assert!(
+        text.contains("v1      active    demo-dp-v1   demo:v1   3/3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("v2      preview   demo-dp-v2   demo:v2   3/3"),
+        "{text}"
+    );
+
+    let out = bluegreen(&world, &["list"]).await.unwrap();
+    let names: Vec<&str> = ok(&out)
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(names, ["demo-service", "shop"]);
+    let out = bluegreen(&world, &["list", "-A"]).await.unwrap();
+    assert!(ok(&out).starts_with("NAMESPACE   APP "), "{}", out.stdout);
+
+    let out = bluegreen(&world, &["history", "shop"]).await.unwrap();
+    assert_eq!(
+        ok(&out),
+        "No switches recorded for app shop (Service shop).\n"
+    );
+    let out = bluegreen(&world, &["status", "-l", "bluegreen.io/app=shop"])
+        .await
+        .unwrap();
+    assert!(ok(&out).starts_with("Context: sim   Namespace: default   App: shop\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn machine_output_is_versioned_and_complete() {
+    let world = World::new(&[CONTRACT]).await;
+    let Some(out) = bluegreen(&world, &["status", "shop", "-o", "json"]).await else {
+        return;
+    };
+    let doc: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(
+        (doc["apiVersion"].as_str(), doc["kind"].as_str()),
+        (Some("bluegreen.io/v1"), Some("AppStatus"))
+    );
+    assert_eq!(doc["name"], "shop");
+    assert_eq!(doc["activeColor"], "blue");
+    assert_eq!(doc["colorLabel"], "bluegreen.io/color");
+    assert_eq!(doc["slots"][0]["role"], "active");
+    assert_eq!(
+        doc["slots"][0]["serving"][0],
+        serde_json::json!({"service": "shop", "readyEndpoints": 3})
+    );
+    assert_eq!(doc["slots"][0]["rolledOut"], true);
+    assert_eq!(doc["previewService"]["name"], "shop-preview");
+    let out = bluegreen(&world, &["status", "shop", "-o", "yaml"])
+        .await
+        .unwrap();
+    let yaml: Value = serde_saphyr::from_str(ok(&out)).unwrap();
+    assert_eq!(yaml, doc, "yaml and json carry the same document");
+    let out = bluegreen(&world, &["list", "-o", "json"]).await.unwrap();
+    let list: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(list["kind"], "AppStatusList");
+    assert_eq!(list["items"][0], doc);
+    let out = bluegreen(&world, &["history", "shop", "-o", "json"])
+        .await
+        .unwrap();
+    let h: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(
+        (h["kind"].as_str(), h["items"].as_array().map(Vec::len)),
+        (Some("AppHistory"), Some(0))
+    );
+    let out = bluegreen(&world, &["status", "shop", "-o", "wide"])
+        .await
+        .unwrap();
+    assert!(
+        ok(&out)
+            .lines()
+            .nth(4)
+            .unwrap()
+            .ends_with("SERVING    HASH         GENERATION   CONDITIONS"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reads_each_kind_once_and_concurrently() {
+    let world = World::new(&[CONTRACT]).await;
+    world.sim.cluster().set_timing(Timing {
+        latency: Duration::from_millis(100),
+        ..Timing::default()
+    });
+    world.sim.cluster().clear_request_log();
+    let out = world.plugin(&["status", "shop"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = world.sim.cluster().request_log();
+    let paths: Vec<String> = log
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(log.len(), 4, "{paths:#?}");
+    for kind in [
+        "/services",
+        "/deployments",
+        "/replicasets",
+        "/endpointslices",
+    ] {
+        assert_eq!(
+            log.iter().filter(|e| e.path.ends_with(kind)).count(),
+            1,
+            "{kind}: {paths:#?}"
+        );
+    }
+    assert!(
+        log.iter()
+            .all(|e| e.method == "GET" && e.query.contains("limit=500")),
+        "paginated lists"
+    );
+    let last_arrival = log.iter().map(|e| e.arrived).max().unwrap();
+    let first_completion = log.iter().map(|e| e.completed).min().unwrap();
+    assert!(
+        last_arrival < first_completion,
+        "all four were in flight together: {log:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_redraws_on_a_change_and_exits_0_on_ctrl_c() {
+    let world = World::new(&[CONTRACT]).await;
+    let Some(k) = kubectl() else { return };
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+        .parent()
+        .unwrap();
+    let mut child = tokio::process::Command::new(k)
+        .args(["bluegreen", "status", "shop", "--watch"])
+        .env("KUBECONFIG", world.kubeconfig())
+        .env(
+            "PATH",
+            format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = String::new();
+    let scaled = async {
+        let mut changed = false;
+        while let Some(l) = lines.next_line().await.unwrap() {
+            seen.push_str(&l);
+            seen.push('\n');
+            if !changed && l.starts_with("green ") {
+                // First frame drawn: scale the preview slot and wait for the redraw.
+                let mut d = world
+                    .sim
+                    .get("deployments", "default", "shop-green")
+                    .unwrap();
+                d["spec"]["replicas"] = 2.into();
+                world.sim.apply_object("default", d).unwrap();
+                changed = true;
+            } else if changed && l.starts_with("green ") && l.contains(" 2/2 ") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), scaled)
+        .await
+        .unwrap_or_else(|_| panic!("no redraw; saw:\n{seen}"));
+    assert!(seen.matches("Context: sim").count() >= 2, "{seen}");
+    // Ctrl-C: kubectl forwards nothing itself, so signal the plugin (kubectl execs it).
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
