@@ -64,6 +64,7 @@ where
     let mut items = Vec::new();
     let mut params = ListParams::default().limit(PAGE);
     loop {
+        tracing::debug!(kind = what, scope = %describe(scope), continue_ = params.continue_token.is_some(), "list");
         let call = api.list(&params);
         let page = match timeout {
             Some(t) => tokio::time::timeout(t, call).await.map_err(|_| {
@@ -78,7 +79,10 @@ where
         items.extend(page.items);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
-            None => return Ok(items),
+            None => {
+                tracing::info!(kind = what, count = items.len(), "listed");
+                return Ok(items);
+            }
         }
     }
 }

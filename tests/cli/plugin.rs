@@ -226,3 +226,123 @@ async fn status_watch_redraws_on_a_change_and_exits_0_on_ctrl_c() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_dropped_watch_streams() {
+    let world = World::new(&[CONTRACT]).await;
+    // Every watch stream is cut after one event: the plugin must re-watch and keep drawing.
+    world
+        .sim
+        .cluster()
+        .set_watch_faults(bluegreen_sim::WatchFaults {
+            close_after_events: Some(1),
+            close_after: None,
+        });
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+        .args(["status", "shop", "--watch"])
+        .env("KUBECONFIG", world.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut replicas = 0;
+    let run = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l.starts_with("green ") && l.contains(&format!(" {replicas}/{replicas} ")) {
+                if replicas == 3 {
+                    return;
+                }
+                replicas += 1;
+                let mut d = world
+                    .sim
+                    .get("deployments", "default", "shop-green")
+                    .unwrap();
+                d["spec"]["replicas"] = replicas.into();
+                world.sim.apply_object("default", d).unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("kept redrawing across dropped watches");
+    let rewatches = world
+        .sim
+        .cluster()
+        .request_log()
+        .iter()
+        .filter(|e| e.query.contains("watch=true"))
+        .count();
+    assert!(
+        rewatches > 4,
+        "the streams were re-established ({rewatches} watch requests)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let world = World::new(&[CONTRACT]).await;
+    let script = std::process::Command::new("script")
+        .arg("--version")
+        .output();
+    if script.is_err() {
+        eprintln!("skipping: `script` (util-linux) is not installed");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+    let run_in_pty = |extra_env: &str| {
+        let cmd = format!("{extra_env} {bin} status shop");
+        std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("KUBECONFIG", world.kubeconfig())
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap()
+    };
+    let tty = run_in_pty("");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(
+        text.contains("\x1b[32mactive\x1b[0m"),
+        "coloured on a terminal: {text:?}"
+    );
+    let plain = run_in_pty("NO_COLOR=1");
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        text.contains("active") && !text.contains("\x1b["),
+        "NO_COLOR: {text:?}"
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{bin} status shop -o json"), "/dev/null"])
+        .env("KUBECONFIG", world.kubeconfig())
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("\x1b["),
+        "never in -o json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_exits_0_silently() {
+    let world = World::new(&[]).await;
+    // Enough apps that the JSON overflows the pipe buffer after `head` has gone.
+    let mut yaml = String::new();
+    for i in 0..400 {
+        yaml.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: app-{i}}}\nspec: {{selector: {{app: app-{i}, bluegreen.io/color: blue}}, ports: [{{port: 80}}]}}\n"));
+    }
+    world.sim.apply_yaml("default", &yaml).unwrap();
+    let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "{bin} list -o json | head -c 10 >/dev/null; echo \"exit=${{PIPESTATUS[0]}}\""
+            ),
+        ])
+        .env("KUBECONFIG", world.kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "exit=0\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "silently");
+}
