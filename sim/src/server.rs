@@ -124,6 +124,16 @@ pub async fn handle(
     let content_type = header("content-type");
     let accept = header("accept");
     let auth = header("authorization");
+    // Impersonation (`kubectl --as`, `--as-group`): the sim's user may impersonate anyone.
+    let user = Some(header("impersonate-user"))
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| USER.to_string());
+    let groups: Vec<String> = req
+        .headers()
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
     let user_agent = header("user-agent");
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -138,7 +148,18 @@ pub async fn handle(
     {
         error_response(&ApiError::unauthorized())
     } else {
-        route(&ctx, &method, &path, &query, &content_type, &accept, &body).await
+        let who = Who { user, groups };
+        route(
+            &ctx,
+            &who,
+            &method,
+            &path,
+            &query,
+            &content_type,
+            &accept,
+            &body,
+        )
+        .await
     };
     ctx.cluster.record(LogEntry {
         method: method.to_string(),
@@ -154,8 +175,16 @@ pub async fn handle(
     Ok(response)
 }
 
+/// The authenticated (or impersonated) user of a request.
+struct Who {
+    user: String,
+    groups: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn route(
     ctx: &ServerCtx,
+    who: &Who,
     method: &Method,
     path: &str,
     query: &str,
@@ -201,7 +230,7 @@ async fn route(
         );
     };
     let q = parse_query(query);
-    match serve_resource(ctx, c, method, &target, &q, content_type, accept, body).await {
+    match serve_resource(who, c, method, &target, &q, content_type, accept, body).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
@@ -209,7 +238,7 @@ async fn route(
 
 #[allow(clippy::too_many_arguments)]
 async fn serve_resource(
-    ctx: &ServerCtx,
+    who: &Who,
     c: &Cluster,
     method: &Method,
     t: &Target,
@@ -269,7 +298,7 @@ async fn serve_resource(
             return Err(ApiError::forbidden(
                 rt,
                 &name,
-                USER,
+                &who.user,
                 verb,
                 t.sub.as_deref(),
                 t.namespace.as_deref(),
@@ -326,7 +355,7 @@ async fn serve_resource(
             } else {
                 parse_body()?
             };
-            Ok(json_response(201, &review(c, rt, review_body)))
+            Ok(json_response(201, &review(c, who, rt, review_body)))
         }
         "create" => Ok(json_response(
             201,
@@ -358,7 +387,6 @@ async fn serve_resource(
             for o in items["items"].as_array().cloned().unwrap_or_default() {
                 deleted.push(ops::delete(c, rt, ns_of(&o), name_of(&o), &opts)?);
             }
-            let _ = ctx;
             Ok(json_response(
                 200,
                 &json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": {}, "items": deleted}),
@@ -706,7 +734,7 @@ fn stream_response(first: Vec<Bytes>, rx: Option<mpsc::Receiver<Bytes>>) -> Resp
 }
 
 /// SelfSubjectAccessReview (answered from the Forbidden faults) and SelfSubjectReview.
-fn review(c: &Cluster, rt: &ResourceType, mut body: Value) -> Value {
+fn review(c: &Cluster, who: &Who, rt: &ResourceType, mut body: Value) -> Value {
     body["apiVersion"] = json!(rt.api_version());
     body["kind"] = json!(rt.kind);
     if body["metadata"].is_null() {
@@ -714,7 +742,17 @@ fn review(c: &Cluster, rt: &ResourceType, mut body: Value) -> Value {
     }
     body["metadata"]["creationTimestamp"] = json!(crate::store::now_rfc3339());
     if rt.kind == "SelfSubjectReview" {
-        body["status"] = json!({"userInfo": {"username": USER, "groups": ["system:masters", "system:authenticated"]}});
+        let groups = if who.groups.is_empty() {
+            vec![
+                "system:masters".to_string(),
+                "system:authenticated".to_string(),
+            ]
+        } else {
+            let mut g = who.groups.clone();
+            g.push("system:authenticated".into());
+            g
+        };
+        body["status"] = json!({"userInfo": {"username": who.user, "groups": groups}});
         return body;
     }
     let attrs = &body["spec"]["resourceAttributes"];

@@ -176,3 +176,48 @@ async fn exec_credential_plugins_supply_the_token() {
         .await;
     one_line_error(&out, 4, "Unauthorized");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_tls_and_request_timeout_flags() {
+    let world = World::new(&[CONTRACT]).await;
+    // --as: the server sees (and names) the impersonated user.
+    world
+        .sim
+        .cluster()
+        .add_fault(Fault::new("list", "services", FaultAction::Forbidden));
+    let out = world
+        .plugin(&["list", "--as", "bob@example.com", "--as-group", "devs"])
+        .await;
+    one_line_error(
+        &out,
+        4,
+        "User \"bob@example.com\" cannot list resource \"services\"",
+    );
+    world.sim.cluster().clear_faults();
+
+    // A kubeconfig without the CA: refused, unless --insecure-skip-tls-verify.
+    let kc = world.sim.kubeconfig_yaml();
+    let no_ca: String = kc
+        .lines()
+        .filter(|l| !l.contains("certificate-authority-data"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = world.file("no-ca", &no_ca).display().to_string();
+    let out = world.plugin(&["list", "--kubeconfig", &path]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    let out = world
+        .plugin(&["list", "--kubeconfig", &path, "--insecure-skip-tls-verify"])
+        .await;
+    assert_eq!(out.code, 0, "{out:?}");
+
+    // --request-timeout bounds each request.
+    world.sim.cluster().set_timing(bluegreen_sim::Timing {
+        latency: std::time::Duration::from_secs(3),
+        ..Default::default()
+    });
+    let out = world
+        .plugin(&["status", "shop", "--request-timeout", "300ms"])
+        .await;
+    one_line_error(&out, 6, "took longer than --request-timeout");
+}
