@@ -85,6 +85,131 @@ Exit codes: 0 shown (problems are printed as warnings) · 3 app not found"
         after_help = "Examples:\n  kubectl bluegreen history shop\n  kubectl bluegreen history shop -o json"
     )]
     History(HistoryArgs),
+    /// Put new images on the preview slot (never the live one) and wait until it is ready.
+    #[command(
+        after_help = "Examples:\n  kubectl bluegreen set-image shop web=registry.example.com/shop/web:1.5.0\n  kubectl bluegreen set-image shop '*=registry.example.com/shop/web:1.5.0' --no-wait\n  kubectl bluegreen set-image demo demo=bebullish/demo:v3 --color v3\n\nIf the app has only one slot, the other is created as a copy of the live Deployment.\nExit codes: 0 ready · 2 malformed NAME=IMAGE · 3 unknown app or container · 4 pods cannot become ready · 5 locked · 6 timed out"
+    )]
+    SetImage(SetImageArgs),
+    /// Switch traffic to the preview slot, once it is fully available, and verify it.
+    #[command(
+        after_help = "Examples:\n  kubectl bluegreen promote shop\n  kubectl bluegreen promote shop --scale-down-old=2m\n  kubectl bluegreen promote shop --dry-run=client\n  kubectl bluegreen promote -l team=payments\n\nExit codes: 0 switched and verified (or already done) · 4 preview not ready / wrong state · 5 locked or changed concurrently · 7 switched but endpoints did not converge · 130 interrupted"
+    )]
+    Promote(PromoteArgs),
+    /// Go back: switch traffic to the previous slot (after a promote), or stop the preview.
+    #[command(
+        after_help = "Examples:\n  kubectl bluegreen abort shop\n  kubectl bluegreen abort shop --keep\n\nExit codes: 0 done · 4 nothing to abort · 5 locked · 6 the previous slot did not come back in time · 7 endpoints did not converge · 130 interrupted"
+    )]
+    Abort(AbortArgs),
+    /// Block until the app reaches a state (for CI scripts).
+    #[command(
+        after_help = "Examples:\n  kubectl bluegreen wait shop --for=preview-ready --timeout=10m\n  kubectl bluegreen wait shop --for=switched\n\nStates: preview-ready (the preview slot is rolled out and as large as the live one), switched (every Service serves only the live slot), converged (both).\nExit codes: 0 reached · 4 can no longer be reached (e.g. crash-looping pods) · 6 timed out"
+    )]
+    Wait(WaitArgs),
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRunMode {
+    /// Run for real.
+    None,
+    /// Print the plan; send nothing.
+    Client,
+    /// Send every write with dryRun=All and print what the server would store.
+    Server,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResultOutput {
+    Json,
+    Yaml,
+}
+
+/// Flags every mutating command takes.
+#[derive(Args, Debug, Clone)]
+pub struct MutateOpts {
+    /// Print (client) or server-check (server) the plan without changing anything.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "client", default_value = "none", require_equals = true)]
+    pub dry_run: DryRunMode,
+    /// How long each wait may take.
+    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Print a result object for scripts instead of a summary line.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ResultOutput>,
+}
+
+#[derive(Args, Debug)]
+pub struct SetImageArgs {
+    /// The app.
+    pub app: String,
+    /// CONTAINER=IMAGE pairs; `*=IMAGE` sets every container (init containers included).
+    #[arg(required = true, value_name = "CONTAINER=IMAGE")]
+    pub images: Vec<String>,
+    /// Replicas for the preview slot (default: as many as the live slot wants).
+    #[arg(long)]
+    pub replicas: Option<i32>,
+    /// Color of the slot to create when the app has only one (default: blue ↔ green).
+    #[arg(long)]
+    pub color: Option<String>,
+    /// Do not wait for the preview slot to be rolled out.
+    #[arg(long)]
+    pub no_wait: bool,
+    #[command(flatten)]
+    pub opts: MutateOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct PromoteArgs {
+    /// The app.
+    #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+    pub app: Option<String>,
+    /// Promote every app whose Service matches this label selector, each on its own.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// The color to switch to; naming the live color finishes an earlier promote.
+    #[arg(long, value_name = "COLOR")]
+    pub to: Option<String>,
+    /// Switch even if the preview slot has fewer available replicas than the live one wants.
+    #[arg(long)]
+    pub allow_fewer: bool,
+    /// After verifying the switch, wait DELAY (default 30s), re-check, and scale the old slot to 0.
+    #[arg(long, value_parser = parse_duration, num_args = 0..=1, default_missing_value = "30s", require_equals = true, value_name = "DELAY")]
+    pub scale_down_old: Option<Duration>,
+    #[command(flatten)]
+    pub opts: MutateOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct AbortArgs {
+    /// The app.
+    #[arg(required_unless_present = "selector", conflicts_with = "selector")]
+    pub app: Option<String>,
+    /// Abort every app whose Service matches this label selector, each on its own.
+    #[arg(short = 'l', long = "selector")]
+    pub selector: Option<String>,
+    /// Keep the aborted slot running (default: scale it to 0 once traffic is back).
+    #[arg(long)]
+    pub keep: bool,
+    #[command(flatten)]
+    pub opts: MutateOpts,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    PreviewReady,
+    Switched,
+    Converged,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// The app.
+    pub app: String,
+    /// The state to wait for.
+    #[arg(long = "for", value_enum)]
+    pub for_: WaitFor,
+    /// Give up after this long (exit 6).
+    #[arg(long, value_parser = parse_duration, default_value = "5m", value_name = "DURATION")]
+    pub timeout: Duration,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,6 +12,8 @@ pub struct Env {
     pub style: Style,
     /// Whether stdout is a terminal (redraw in place for `--watch`).
     pub tty: bool,
+    /// Whether stderr is a terminal (progress bars).
+    pub tty_err: bool,
 }
 
 impl Env {

@@ -34,6 +34,12 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
+    /// Ctrl-C: what was done and how to finish.
+    #[error("{0}")]
+    Interrupted(String),
+    /// Several apps were acted on; the worst exit code of them.
+    #[error("{message}")]
+    Worst { code: u8, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -72,6 +78,8 @@ impl Error {
                 _ => 1,
             },
             Error::Kube { .. } | Error::Io(_) | Error::Other(_) => 1,
+            Error::Interrupted(_) => 130,
+            Error::Worst { code, .. } => *code,
         }
     }
 

@@ -5,14 +5,19 @@
 //! `connect` builds the client the way kubectl does. `main.rs` only maps `run` to an
 //! exit code.
 
+pub mod apply;
 pub mod cli;
 pub mod cmd;
 pub mod connect;
 pub mod env;
 pub mod error;
+pub mod lease;
 pub mod model;
 pub mod observe;
+pub mod plan;
+pub mod progress;
 pub mod render;
+pub mod verify;
 
 use cli::{Cli, Command};
 use error::Result;
@@ -26,6 +31,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
         Command::List(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
         Command::History(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
+        Command::SetImage(a) => a.opts.output.is_some(),
+        Command::Promote(a) => a.opts.output.is_some(),
+        Command::Abort(a) => a.opts.output.is_some(),
+        Command::Wait(_) => false,
     };
     let color = tty && !machine_output && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut env = env::Env {
@@ -34,10 +43,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         now: jiff::Timestamp::now,
         style: render::Style { color },
         tty,
+        tty_err: std::io::stderr().is_terminal(),
     };
     match &cli.command {
         Command::Status(a) => cmd::status::run(&mut env, a).await,
         Command::List(a) => cmd::list::run(&mut env, a).await,
         Command::History(a) => cmd::history::run(&mut env, a).await,
+        Command::SetImage(a) => cmd::set_image::run(&mut env, a).await,
+        Command::Promote(a) => cmd::promote::run(&mut env, a).await,
+        Command::Abort(a) => cmd::abort::run(&mut env, a).await,
+        Command::Wait(a) => cmd::wait::run(&mut env, a).await,
     }
 }

@@ -92,6 +92,11 @@ pub struct Slot {
     pub rolled_out: bool,
     pub conditions: Vec<Condition>,
     pub serving: Vec<Serving>,
+    #[serde(skip)]
+    pub resource_version: String,
+    /// The Deployment's own pod selector (to find its pods).
+    #[serde(skip)]
+    pub selector: BTreeMap<String, String>,
 }
 
 /// One recorded switch (design §2), as kept in the `bluegreen.io/history` annotation.
@@ -109,6 +114,12 @@ pub struct HistoryEntry {
     pub at: String,
     #[serde(default)]
     pub by: String,
+    /// Revisions (`deployment.kubernetes.io/revision`) of the two slots at the switch:
+    /// how a re-run tells "nothing changed since" from "a new version was deployed".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -117,6 +128,11 @@ pub struct AppService {
     pub name: String,
     /// The color value its selector names (None if it lacks the color key).
     pub color: Option<String>,
+    /// What guarded writes to it are planned from.
+    #[serde(skip)]
+    pub resource_version: String,
+    #[serde(skip)]
+    pub uid: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -125,6 +141,8 @@ pub struct PreviewService {
     pub name: String,
     pub color: Option<String>,
     pub exists: bool,
+    #[serde(skip)]
+    pub resource_version: String,
 }
 
 /// A problem the model names instead of hiding; `reason` is stable for scripts.
@@ -164,6 +182,16 @@ impl App {
     pub fn slot(&self, role: Role) -> Option<&Slot> {
         self.slots.iter().find(|s| s.role == role)
     }
+}
+
+/// A valid label value (empty, or ≤ 63 alphanumerics, `-`, `_`, `.`, alphanumeric at both ends).
+pub fn is_label_value(s: &str) -> bool {
+    s.is_empty()
+        || (s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.as_bytes()[0].is_ascii_alphanumeric()
+            && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric())
 }
 
 fn labels(
@@ -311,6 +339,10 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
             && !failed,
         conditions,
         serving: Vec::new(),
+        resource_version: d.metadata.resource_version.clone().unwrap_or_default(),
+        selector: spec
+            .and_then(|s| s.selector.match_labels.clone())
+            .unwrap_or_default(),
     }
 }
 
@@ -354,6 +386,8 @@ fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Serv
         .map(|s| AppService {
             name: name_of(&s.metadata),
             color: selector_of(s).get(&color_label).cloned(),
+            resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
+            uid: s.metadata.uid.clone().unwrap_or_default(),
         })
         .collect();
     if app_services.iter().any(|s| s.color != active_color) {
@@ -417,6 +451,9 @@ fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Serv
             name: p.to_string(),
             color: found.and_then(|s| selector_of(s).get(&color_label).cloned()),
             exists: found.is_some(),
+            resource_version: found
+                .and_then(|s| s.metadata.resource_version.clone())
+                .unwrap_or_default(),
         }
     });
     if let Some(p) = preview_service.as_ref().filter(|p| !p.exists) {

@@ -1,9 +1,14 @@
 //! One module per verb: each composes observe → model → render (and, for writes,
 //! plan → apply → verify). The only place that knows verbs.
 
+pub mod abort;
 pub mod history;
 pub mod list;
+pub mod mutate;
+pub mod promote;
+pub mod set_image;
 pub mod status;
+pub mod wait;
 pub mod watch;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,254 @@
+//! Performing a plan's steps in order; knows no verbs. Writes go out as planned (the
+//! guards inside the bodies), with `dryRun=All` for `--dry-run=server`; waits call
+//! `verify`. A 409 comes back as `Error::Conflict` so the command can re-read and
+//! re-plan. Finished steps are recorded as they complete, so an interrupted command can
+//! say exactly what it did.
+
+use crate::error::{Error, Result};
+use crate::plan::Step;
+use crate::progress::Progress;
+use crate::verify;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DryRun {
+    None,
+    Server,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepResult {
+    pub step: String,
+    pub status: &'static str,
+    /// With `--dry-run=server`: the parts of the object the server would store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_store: Option<Value>,
+}
+
+pub struct Applier<'a> {
+    pub client: &'a kube::Client,
+    pub namespace: &'a str,
+    pub dry_run: DryRun,
+    pub timeout: Duration,
+    pub progress: &'a Progress,
+    /// Steps finished so far (shared with the Ctrl-C handler).
+    pub done: Arc<Mutex<Vec<StepResult>>>,
+}
+
+fn conflict_or(e: kube::Error, action: String) -> Error {
+    match &e {
+        kube::Error::Api(s) if s.code == 409 => Error::Conflict(format!(
+            "{action}: the object changed since it was read ({})",
+            s.message
+        )),
+        // A failed JSON-patch `test` of the generation: someone changed the spec.
+        kube::Error::Api(s) if s.code == 422 && s.message.contains("test") => Error::Conflict(
+            format!("{action}: the Deployment's spec changed since it was read"),
+        ),
+        _ => Error::kube(action, e),
+    }
+}
+
+/// What the server would store, trimmed to what the step changes.
+fn summary_of_service(s: &Service) -> Value {
+    json!({"selector": s.spec.as_ref().and_then(|x| x.selector.clone()), "annotations": s.metadata.annotations})
+}
+
+fn summary_of_deployment(d: &Deployment) -> Value {
+    let spec = d.spec.as_ref();
+    json!({
+        "replicas": spec.and_then(|s| s.replicas),
+        "images": spec.and_then(|s| s.template.spec.as_ref()).map(|p| p.containers.iter().map(|c| json!({"name": c.name, "image": c.image})).collect::<Vec<_>>()),
+        "generation": d.metadata.generation,
+    })
+}
+
+impl Applier<'_> {
+    fn params(&self) -> PatchParams {
+        PatchParams {
+            dry_run: self.dry_run == DryRun::Server,
+            ..Default::default()
+        }
+    }
+
+    fn post_params(&self) -> PostParams {
+        PostParams {
+            dry_run: self.dry_run == DryRun::Server,
+            ..Default::default()
+        }
+    }
+
+    fn record(&self, step: &Step, status: &'static str, would_store: Option<Value>) {
+        let line = step.describe();
+        if status == "done" {
+            self.progress.done(&line);
+        }
+        self.done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(StepResult {
+                step: line,
+                status,
+                would_store,
+            });
+    }
+
+    pub async fn run(&self, steps: &[Step]) -> Result<()> {
+        for step in steps {
+            self.run_step(step).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_step(&self, step: &Step) -> Result<()> {
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
+        let services: Api<Service> = Api::namespaced(self.client.clone(), self.namespace);
+        let dry = self.dry_run == DryRun::Server;
+        let status = if dry { "would be done" } else { "done" };
+        match step {
+            Step::PatchDeployment {
+                deployment, patch, ..
+            } => {
+                let d = deploys
+                    .patch(deployment, &self.params(), &Patch::Strategic(patch))
+                    .await
+                    .map_err(|e| conflict_or(e, format!("patch deployment {deployment}")))?;
+                self.record(step, status, dry.then(|| summary_of_deployment(&d)));
+            }
+            Step::ScaleDeployment {
+                deployment, patch, ..
+            } => {
+                let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                    .map_err(|e| Error::Other(format!("bad planned patch: {e}")))?;
+                let d = deploys
+                    .patch(deployment, &self.params(), &Patch::<()>::Json(ops))
+                    .await
+                    .map_err(|e| conflict_or(e, format!("scale deployment {deployment}")))?;
+                self.record(step, status, dry.then(|| summary_of_deployment(&d)));
+            }
+            Step::CreateDeployment {
+                deployment, body, ..
+            } => {
+                let d: Deployment = serde_json::from_value(body.clone())
+                    .map_err(|e| Error::Other(format!("bad planned deployment: {e}")))?;
+                let d = deploys
+                    .create(&self.post_params(), &d)
+                    .await
+                    .map_err(|e| conflict_or(e, format!("create deployment {deployment}")))?;
+                self.record(step, status, dry.then(|| summary_of_deployment(&d)));
+            }
+            Step::PatchService { service, patch, .. } => {
+                let s = services
+                    .patch(service, &self.params(), &Patch::Merge(patch))
+                    .await
+                    .map_err(|e| conflict_or(e, format!("patch service {service}")))?;
+                self.record(step, status, dry.then(|| summary_of_service(&s)));
+            }
+            Step::CreateEvent {
+                service,
+                service_uid,
+                event_type,
+                reason,
+                message,
+            } => {
+                let now = jiff::Timestamp::now();
+                let ev: Event = serde_json::from_value(json!({
+                    "metadata": {"name": format!("{service}.{:x}", now.as_nanosecond()), "namespace": self.namespace},
+                    "involvedObject": {"kind": "Service", "apiVersion": "v1", "name": service, "namespace": self.namespace, "uid": service_uid},
+                    "type": event_type,
+                    "reason": reason,
+                    "message": message,
+                    "source": {"component": "kubectl-bluegreen"},
+                    "reportingComponent": "kubectl-bluegreen",
+                    "reportingInstance": hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+                    "firstTimestamp": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+                    "lastTimestamp": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+                    "count": 1,
+                }))
+                .map_err(|e| Error::Other(format!("bad event: {e}")))?;
+                let events: Api<Event> = Api::namespaced(self.client.clone(), self.namespace);
+                events
+                    .create(&self.post_params(), &ev)
+                    .await
+                    .map_err(|e| Error::kube(format!("create an event on service {service}"), e))?;
+                self.record(step, status, None);
+            }
+            Step::WaitRolledOut { deployment } => {
+                if dry {
+                    self.record(step, "skipped in a dry run", None);
+                    return Ok(());
+                }
+                verify::rolled_out(
+                    self.client,
+                    self.namespace,
+                    deployment,
+                    self.timeout,
+                    self.progress,
+                )
+                .await?;
+                self.record(step, "done", None);
+            }
+            Step::WaitServing {
+                services: svcs,
+                deployment,
+                color,
+            } => {
+                if dry {
+                    self.record(step, "skipped in a dry run", None);
+                    return Ok(());
+                }
+                verify::serving_only(
+                    self.client,
+                    self.namespace,
+                    svcs,
+                    deployment,
+                    color,
+                    self.timeout,
+                    self.progress,
+                )
+                .await?;
+                self.record(step, "done", None);
+            }
+            Step::Delay {
+                seconds,
+                service,
+                color_label,
+                color,
+            } => {
+                if dry {
+                    self.record(step, "skipped in a dry run", None);
+                    return Ok(());
+                }
+                for left in (1..=*seconds).rev() {
+                    self.progress.update(&format!(
+                        "scaling down the old slot in {left}s (Ctrl-C keeps it)"
+                    ));
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                let svc = services
+                    .get(service)
+                    .await
+                    .map_err(|e| Error::kube(format!("read service {service}"), e))?;
+                let now = svc
+                    .spec
+                    .and_then(|s| s.selector)
+                    .and_then(|s| s.get(color_label).cloned());
+                if now.as_deref() != Some(color.as_str()) {
+                    return Err(Error::Precondition(format!(
+                        "service {service} no longer selects {color_label}={color} (now {}): the old slot is not scaled down",
+                        now.as_deref().unwrap_or("nothing")
+                    )));
+                }
+                self.record(step, "done", None);
+            }
+        }
+        Ok(())
+    }
+}

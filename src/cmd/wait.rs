@@ -1,0 +1,80 @@
+//! `kubectl bluegreen wait APP --for=preview-ready|switched|converged`.
+
+use crate::cli::{WaitArgs, WaitFor};
+use crate::cmd;
+use crate::env::Env;
+use crate::error::{Error, Result};
+use crate::model::{self, Role};
+use crate::observe::{self, Scope};
+use crate::progress::Progress;
+use crate::verify;
+
+pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
+    let ns = env.conn.namespace.clone();
+    let client = env.conn.client.clone();
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let progress = Progress::new(env.tty_err, false);
+    let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    let snap = observe::snapshot(
+        &client,
+        &Scope::Namespace(ns.clone()),
+        env.conn.request_timeout,
+    )
+    .await?;
+    let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;
+    let work = async {
+        if matches!(args.for_, WaitFor::PreviewReady | WaitFor::Converged) {
+            let preview = app.slot(Role::Preview).ok_or_else(|| {
+                Error::Precondition(format!("app {} has no preview slot", app.name))
+            })?;
+            let wanted = app.slot(Role::Active).map(|s| s.desired).unwrap_or(0);
+            if preview.desired < wanted {
+                return Err(Error::Precondition(format!(
+                    "preview slot {} wants {} replicas, fewer than the live slot's {wanted}: it cannot become ready for a promote (set-image scales it)",
+                    preview.color, preview.desired
+                )));
+            }
+            verify::rolled_out(&client, &ns, &preview.deployment, left(), &progress).await?;
+        }
+        if matches!(args.for_, WaitFor::Switched | WaitFor::Converged) {
+            if app.services.iter().any(|s| s.color != app.active_color) {
+                return Err(Error::Precondition("the app's Services disagree on the live color: a promote or abort was interrupted; re-run it".into()));
+            }
+            let live = app
+                .slot(Role::Active)
+                .ok_or_else(|| Error::Precondition(format!("app {} has no live slot", app.name)))?;
+            let services: Vec<String> = app.services.iter().map(|s| s.name.clone()).collect();
+            verify::serving_only(
+                &client,
+                &ns,
+                &services,
+                &live.deployment,
+                &live.color,
+                left(),
+                &progress,
+            )
+            .await
+            .map_err(|e| match e {
+                Error::NotConverged(m) => Error::Timeout(m),
+                other => other,
+            })?;
+        }
+        Ok(())
+    };
+    let r = tokio::select! {
+        r = work => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted("interrupted".into())),
+    };
+    progress.finish();
+    r?;
+    env.print(&format!(
+        "{}: {} reached\n",
+        app.name,
+        match args.for_ {
+            WaitFor::PreviewReady => "preview-ready",
+            WaitFor::Switched => "switched",
+            WaitFor::Converged => "converged",
+        }
+    ))?;
+    Ok(())
+}

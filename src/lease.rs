@@ -1,0 +1,183 @@
+//! The app's lock: a `coordination.k8s.io/v1` Lease named `bluegreen-<app>` in the app's
+//! namespace, held as `user@host/pid` and renewed while a command runs. A second operator
+//! is told who holds it since when; a Lease whose holder stopped renewing (a killed
+//! process) expires and is taken over. Every Lease write is guarded by its
+//! resourceVersion, so two takers cannot both win.
+
+use crate::error::{Error, Result};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, PostParams};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How long a Lease stays valid without renewal.
+pub const LEASE_SECONDS: i32 = 15;
+
+pub struct LeaseGuard {
+    api: Api<Lease>,
+    name: String,
+    holder: String,
+    renew: JoinHandle<()>,
+}
+
+pub fn lease_name(app: &str) -> String {
+    format!("bluegreen-{app}")
+}
+
+fn now() -> MicroTime {
+    MicroTime(jiff::Timestamp::now())
+}
+
+fn expired(spec: &LeaseSpec) -> bool {
+    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
+        return true;
+    };
+    let secs = spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS) as i64;
+    jiff::Timestamp::now().as_second() > renewed.0.as_second() + secs
+}
+
+fn held_by(lease: &Lease) -> Option<String> {
+    lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.clone())
+        .filter(|h| !h.is_empty())
+}
+
+fn locked_error(app: &str, lease: &Lease) -> Error {
+    let spec = lease.spec.clone().unwrap_or_default();
+    let since = spec.acquire_time.map(|t| {
+        let ago =
+            crate::render::human_duration(jiff::Timestamp::now().as_second() - t.0.as_second());
+        format!(
+            " since {} ({ago} ago)",
+            t.0.round(jiff::Unit::Second).unwrap_or(t.0)
+        )
+    });
+    Error::Conflict(format!(
+        "app {app} is locked by {}{}: another command is working on it; the lock expires {}s after its holder stops renewing it",
+        held_by(lease).unwrap_or_default(),
+        since.unwrap_or_default(),
+        spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS)
+    ))
+}
+
+/// Takes the app's Lease or fails with exit 5 naming its holder.
+pub async fn acquire(
+    client: &kube::Client,
+    namespace: &str,
+    app: &str,
+    holder: &str,
+) -> Result<LeaseGuard> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    let name = lease_name(app);
+    let fresh = |transitions: i32| LeaseSpec {
+        holder_identity: Some(holder.to_string()),
+        lease_duration_seconds: Some(LEASE_SECONDS),
+        acquire_time: Some(now()),
+        renew_time: Some(now()),
+        lease_transitions: Some(transitions),
+        ..Default::default()
+    };
+    match api
+        .get_opt(&name)
+        .await
+        .map_err(|e| Error::kube(format!("read lease {name}"), e))?
+    {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(namespace.to_string()),
+                    ..Default::default()
+                },
+                spec: Some(fresh(0)),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let current = api
+                        .get(&name)
+                        .await
+                        .map_err(|e| Error::kube(format!("read lease {name}"), e))?;
+                    return Err(locked_error(app, &current));
+                }
+                Err(e) => return Err(Error::kube(format!("create lease {name}"), e)),
+            }
+        }
+        Some(mut lease) => {
+            let spec = lease.spec.clone().unwrap_or_default();
+            let free = held_by(&lease).is_none_or(|h| h == holder) || expired(&spec);
+            if !free {
+                return Err(locked_error(app, &lease));
+            }
+            tracing::info!(lease = %name, previous = ?held_by(&lease), "taking the lease");
+            lease.spec = Some(fresh(spec.lease_transitions.unwrap_or(0) + 1));
+            match api.replace(&name, &PostParams::default(), &lease).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    let current = api
+                        .get(&name)
+                        .await
+                        .map_err(|e| Error::kube(format!("read lease {name}"), e))?;
+                    return Err(locked_error(app, &current));
+                }
+                Err(e) => return Err(Error::kube(format!("take lease {name}"), e)),
+            }
+        }
+    }
+    let renew = {
+        let (api, name, holder) = (api.clone(), name.clone(), holder.to_string());
+        tokio::spawn(async move {
+            let every = Duration::from_secs((LEASE_SECONDS / 3).max(1) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let Ok(mut lease) = api.get(&name).await else {
+                    continue;
+                };
+                if held_by(&lease).as_deref() != Some(holder.as_str()) {
+                    tracing::warn!(lease = %name, "lost the lease");
+                    return;
+                }
+                if let Some(spec) = lease.spec.as_mut() {
+                    spec.renew_time = Some(now());
+                }
+                let _ = api.replace(&name, &PostParams::default(), &lease).await;
+            }
+        })
+    };
+    Ok(LeaseGuard {
+        api,
+        name,
+        holder: holder.to_string(),
+        renew,
+    })
+}
+
+impl LeaseGuard {
+    /// Gives the Lease up (clears the holder, guarded) so the next command need not wait.
+    pub async fn release(self) {
+        self.renew.abort();
+        for _ in 0..3 {
+            let Ok(mut lease) = self.api.get(&self.name).await else {
+                return;
+            };
+            if held_by(&lease).as_deref() != Some(self.holder.as_str()) {
+                return;
+            }
+            if let Some(spec) = lease.spec.as_mut() {
+                spec.holder_identity = None;
+                spec.renew_time = Some(now());
+            }
+            match self
+                .api
+                .replace(&self.name, &PostParams::default(), &lease)
+                .await
+            {
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                _ => return,
+            }
+        }
+    }
+}

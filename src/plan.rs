@@ -1,0 +1,920 @@
+//! Planning: a pure function from an app's state and a request to the ordered steps that
+//! reach the requested state. Plans are "ensure" plans: they contain only what is not
+//! done yet, so re-planning after a crash, a Ctrl-C or a 409 finishes the job instead of
+//! repeating or reversing it. Each write carries its guard: Service patches the
+//! `resourceVersion` they were planned from, Deployment scale patches a JSON-patch `test`
+//! of the `generation` (status updates by the controller must not fail them, spec changes
+//! by someone else must), set-image the `resourceVersion`.
+
+use crate::error::{Error, Result};
+use crate::model::{self, App, HistoryEntry, Role, Slot};
+use crate::observe::Snapshot;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How many history entries the Service keeps.
+pub const HISTORY_LIMIT: usize = 20;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "step", rename_all = "camelCase")]
+pub enum Step {
+    /// A strategic-merge patch of a Deployment (set-image), guarded by `metadata.resourceVersion`.
+    #[serde(rename_all = "camelCase")]
+    PatchDeployment {
+        deployment: String,
+        patch: Value,
+        why: String,
+    },
+    /// A JSON patch of a Deployment whose first operation tests the generation.
+    #[serde(rename_all = "camelCase")]
+    ScaleDeployment {
+        deployment: String,
+        replicas: i32,
+        patch: Value,
+        why: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    CreateDeployment {
+        deployment: String,
+        body: Value,
+        why: String,
+    },
+    /// A merge patch of a Service carrying the resourceVersion it was planned from.
+    #[serde(rename_all = "camelCase")]
+    PatchService {
+        service: String,
+        patch: Value,
+        why: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    CreateEvent {
+        service: String,
+        service_uid: String,
+        event_type: String,
+        reason: String,
+        message: String,
+    },
+    /// Wait until the Deployment is rolled out at its latest generation.
+    #[serde(rename_all = "camelCase")]
+    WaitRolledOut { deployment: String },
+    /// Wait until the ready endpoints of every Service belong to this slot only.
+    #[serde(rename_all = "camelCase")]
+    WaitServing {
+        services: Vec<String>,
+        deployment: String,
+        color: String,
+    },
+    /// Wait, then check that the Service still selects `color` before going on.
+    #[serde(rename_all = "camelCase")]
+    Delay {
+        seconds: u64,
+        service: String,
+        color_label: String,
+        color: String,
+    },
+}
+
+impl Step {
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Step::PatchDeployment { .. }
+                | Step::ScaleDeployment { .. }
+                | Step::CreateDeployment { .. }
+                | Step::PatchService { .. }
+                | Step::CreateEvent { .. }
+        )
+    }
+
+    /// One line for humans.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::PatchDeployment {
+                deployment, why, ..
+            } => format!("patch deployment/{deployment}: {why}"),
+            Step::ScaleDeployment {
+                deployment,
+                replicas,
+                why,
+                ..
+            } => format!("scale deployment/{deployment} to {replicas}: {why}"),
+            Step::CreateDeployment {
+                deployment, why, ..
+            } => format!("create deployment/{deployment}: {why}"),
+            Step::PatchService { service, why, .. } => format!("patch service/{service}: {why}"),
+            Step::CreateEvent {
+                service, reason, ..
+            } => format!("record event {reason} on service/{service}"),
+            Step::WaitRolledOut { deployment } => {
+                format!("wait until deployment/{deployment} is rolled out and available")
+            }
+            Step::WaitServing {
+                services,
+                deployment,
+                color,
+            } => {
+                format!(
+                    "wait until {} serve only {color} ({deployment}) pods",
+                    services
+                        .iter()
+                        .map(|s| format!("service/{s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+            Step::Delay { seconds, color, .. } => {
+                format!("wait {seconds}s, then check traffic is still on {color}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// The plan changes something.
+    Change,
+    /// The requested state was already reached by an earlier run; the plan only finishes it.
+    Finish,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub action: &'static str,
+    pub app: String,
+    pub namespace: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub preconditions: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// Who acts and when (for history entries and event messages).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user: String,
+    pub now: String,
+}
+
+fn slot_by_color<'a>(app: &'a App, color: &str) -> Option<&'a Slot> {
+    app.slots.iter().find(|s| s.color == color)
+}
+
+fn require_two_slots(app: &App) -> Result<()> {
+    if app.slots.len() > 2 {
+        let colors: Vec<&str> = app.slots.iter().map(|s| s.color.as_str()).collect();
+        return Err(Error::Precondition(format!(
+            "app {} has {} slots ({}): a blue/green app has exactly two; remove or relabel the extra Deployments",
+            app.name,
+            app.slots.len(),
+            colors.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn live_color(app: &App) -> Result<String> {
+    app.active_color.clone().ok_or_else(|| {
+        Error::Precondition(format!(
+            "Service {} selects no {} value",
+            app.state_service(),
+            app.color_label
+        ))
+    })
+}
+
+fn services_agree(app: &App) -> bool {
+    app.services.iter().all(|s| s.color == app.active_color)
+}
+
+fn images_of(slot: &Slot) -> Vec<String> {
+    slot.images
+        .iter()
+        .filter(|c| !c.init)
+        .map(|c| c.image.clone())
+        .collect()
+}
+
+/// The patch that points a Service at `color`, guarded by its resourceVersion.
+fn service_patch(color_label: &str, color: &str, rv: &str, annotations: Option<Value>) -> Value {
+    let mut p =
+        json!({"metadata": {"resourceVersion": rv}, "spec": {"selector": {color_label: color}}});
+    if let Some(a) = annotations {
+        p["metadata"]["annotations"] = a;
+    }
+    p
+}
+
+fn scale_step(slot: &Slot, replicas: i32, why: &str) -> Step {
+    Step::ScaleDeployment {
+        deployment: slot.deployment.clone(),
+        replicas,
+        patch: json!([
+            {"op": "test", "path": "/metadata/generation", "value": slot.generation},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]),
+        why: why.to_string(),
+    }
+}
+
+/// The state annotations after a switch from `from` to `to`.
+fn switch_annotations(
+    app: &App,
+    action: &str,
+    from: &Slot,
+    to: &Slot,
+    actor: &Actor,
+) -> Result<Value> {
+    let mut history = app.history.clone();
+    history.insert(
+        0,
+        HistoryEntry {
+            action: action.to_string(),
+            from: from.color.clone(),
+            to: to.color.clone(),
+            images: images_of(to),
+            at: actor.now.clone(),
+            by: actor.user.clone(),
+            from_revision: from.revision.clone(),
+            to_revision: to.revision.clone(),
+        },
+    );
+    history.truncate(HISTORY_LIMIT);
+    let history = serde_json::to_string(&history)
+        .map_err(|e| Error::Other(format!("cannot encode history: {e}")))?;
+    Ok(json!({model::PREVIOUS_COLOR_ANNOTATION: from.color, model::HISTORY_ANNOTATION: history}))
+}
+
+/// Steps that point every active Service at `to` and the preview Service at `other`,
+/// skipping those already there; the state Service's patch carries `state` annotations.
+fn ensure_services(app: &App, to: &str, other: &str, state: Option<Value>, why: &str) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (i, svc) in app.services.iter().enumerate() {
+        let annotations = if i == 0 { state.clone() } else { None };
+        if svc.color.as_deref() != Some(to) || annotations.is_some() {
+            steps.push(Step::PatchService {
+                service: svc.name.clone(),
+                patch: service_patch(&app.color_label, to, &svc.resource_version, annotations),
+                why: format!("{why}: select {}={to}", app.color_label),
+            });
+        }
+    }
+    if let Some(p) = app
+        .preview_service
+        .as_ref()
+        .filter(|p| p.exists && p.color.as_deref() != Some(other))
+    {
+        steps.push(Step::PatchService {
+            service: p.name.clone(),
+            patch: service_patch(&app.color_label, other, &p.resource_version, None),
+            why: format!(
+                "preview Service follows the other slot: select {}={other}",
+                app.color_label
+            ),
+        });
+    }
+    steps
+}
+
+fn delay_step(app: &App, delay: Duration, color: &str) -> Step {
+    Step::Delay {
+        seconds: delay.as_secs(),
+        service: app.state_service().to_string(),
+        color_label: app.color_label.clone(),
+        color: color.to_string(),
+    }
+}
+
+fn active_service_names(app: &App) -> Vec<String> {
+    app.services.iter().map(|s| s.name.clone()).collect()
+}
+
+/// Rule 1 of the design: a slot must be fully available at its latest generation.
+fn check_available(slot: &Slot, wanted: i32, allow_fewer: bool) -> Result<String> {
+    let name = format!("{} ({})", slot.color, slot.deployment);
+    if let Some(c) = slot
+        .conditions
+        .iter()
+        .find(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+    {
+        return Err(Error::Precondition(format!(
+            "preview slot {name} failed to roll out: {}",
+            c.message.as_deref().unwrap_or("progress deadline exceeded")
+        )));
+    }
+    if slot.observed_generation < slot.generation {
+        return Err(Error::Precondition(format!(
+            "preview slot {name} is not rolled out: generation {} not yet observed (observed {})",
+            slot.generation, slot.observed_generation
+        )));
+    }
+    if !slot.rolled_out {
+        return Err(Error::Precondition(format!(
+            "preview slot {name} is not fully available: {} desired, {} updated, {} ready, {} available, {} unavailable (wait with `kubectl bluegreen wait APP --for=preview-ready`)",
+            slot.desired, slot.updated, slot.ready, slot.available, slot.unavailable
+        )));
+    }
+    if slot.available == 0 {
+        return Err(Error::Precondition(format!(
+            "preview slot {name} has no available pods: put a version on it with `kubectl bluegreen set-image`"
+        )));
+    }
+    if slot.available < wanted && !allow_fewer {
+        return Err(Error::Precondition(format!(
+            "preview slot {name} has {} available replicas but the live slot wants {wanted} (scale it up, or pass --allow-fewer)",
+            slot.available
+        )));
+    }
+    Ok(format!(
+        "{name} is rolled out at generation {} with {}/{} available",
+        slot.generation, slot.available, slot.desired
+    ))
+}
+
+// ------------------------------------------------------------------ promote
+
+#[derive(Debug, Clone, Default)]
+pub struct PromoteRequest {
+    pub to: Option<String>,
+    pub allow_fewer: bool,
+    /// `--scale-down-old[=DELAY]`.
+    pub scale_down_old: Option<Duration>,
+}
+
+pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
+    require_two_slots(app)?;
+    let live = live_color(app)?;
+    let last = app.last_switch.as_ref();
+    let preview = app.slot(Role::Preview);
+    let mut plan = Plan {
+        action: "promote",
+        app: app.name.clone(),
+        namespace: app.namespace.clone(),
+        outcome: Outcome::Change,
+        from: None,
+        to: None,
+        preconditions: vec![],
+        steps: vec![],
+    };
+
+    // An earlier promote to the live color that nothing has changed since: finish it.
+    let unchanged_since_promote = last.is_some_and(|h| {
+        h.action == "promote"
+            && h.to == live
+            && preview.is_some_and(|p| p.color == h.from && p.revision == h.from_revision)
+    });
+    // A promote interrupted between Service writes: the state Service already switched.
+    let interrupted =
+        !services_agree(app) && last.is_some_and(|h| h.action == "promote" && h.to == live);
+    let finish = match &req.to {
+        Some(to) if *to == live => true,
+        Some(to) if slot_by_color(app, to).is_none() => {
+            return Err(Error::NotFound(format!(
+                "app {} has no slot with {}={to} (slots: {})",
+                app.name,
+                app.color_label,
+                app.slots
+                    .iter()
+                    .map(|s| s.color.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Some(_) => false,
+        None => unchanged_since_promote || interrupted,
+    };
+    if finish {
+        let Some(live_slot) = slot_by_color(app, &live) else {
+            return Err(Error::Precondition(format!(
+                "Service {} selects {live}, but no slot has that color",
+                app.state_service()
+            )));
+        };
+        let other = app.slots.iter().find(|s| s.color != live);
+        plan.outcome = Outcome::Finish;
+        plan.to = Some(live.clone());
+        plan.from = other.map(|s| s.color.clone());
+        plan.preconditions.push(format!(
+            "traffic was already switched to {live}: finishing the remaining steps"
+        ));
+        plan.steps.extend(ensure_services(
+            app,
+            &live,
+            other.map(|s| s.color.as_str()).unwrap_or(""),
+            None,
+            "finish the switch",
+        ));
+        plan.steps.push(Step::WaitServing {
+            services: active_service_names(app),
+            deployment: live_slot.deployment.clone(),
+            color: live.clone(),
+        });
+        if let (Some(delay), Some(old)) = (req.scale_down_old, other)
+            && old.desired > 0
+        {
+            plan.steps.push(delay_step(app, delay, &live));
+            plan.steps.push(scale_step(
+                old,
+                0,
+                "scale down the old slot after the switch was verified",
+            ));
+        }
+        return Ok(plan);
+    }
+
+    if !services_agree(app) {
+        let list: Vec<String> = app
+            .services
+            .iter()
+            .map(|s| format!("{} → {}", s.name, s.color.as_deref().unwrap_or("(none)")))
+            .collect();
+        return Err(Error::Precondition(format!(
+            "the app's Services disagree on the live color ({}): fix them by hand first",
+            list.join(", ")
+        )));
+    }
+    let Some(active) = slot_by_color(app, &live) else {
+        return Err(Error::Precondition(format!(
+            "Service {} selects {}={live}, but no slot has that color",
+            app.state_service(),
+            app.color_label
+        )));
+    };
+    let target = match &req.to {
+        Some(to) => slot_by_color(app, to).expect("checked above"),
+        None => preview.ok_or_else(|| Error::Precondition(format!("app {} has no preview slot: create one with `kubectl bluegreen set-image {} NAME=IMAGE`", app.name, app.name)))?,
+    };
+    // Going back to the version that was live before is abort's job.
+    if req.to.is_none()
+        && app.previous_color.as_deref() == Some(target.color.as_str())
+        && last.is_some_and(|h| h.from == target.color && h.from_revision == target.revision)
+    {
+        let h = last.expect("checked");
+        return Err(Error::Precondition(format!(
+            "preview slot {} is the version traffic left at the {} at {}, unchanged since: deploy a new version with `kubectl bluegreen set-image {} ...`, or pass --to {} to promote it again",
+            target.color, h.action, h.at, app.name, target.color
+        )));
+    }
+    plan.preconditions.push(format!(
+        "all {} Service(s) agree traffic is on {live}",
+        app.services.len()
+    ));
+    plan.preconditions
+        .push(check_available(target, active.desired, req.allow_fewer)?);
+    plan.from = Some(live.clone());
+    plan.to = Some(target.color.clone());
+    let state = switch_annotations(app, "promote", active, target, actor)?;
+    plan.steps.extend(ensure_services(
+        app,
+        &target.color,
+        &live,
+        Some(state),
+        "switch traffic",
+    ));
+    plan.steps.push(Step::CreateEvent {
+        service: app.state_service().to_string(),
+        service_uid: app.services[0].uid.clone(),
+        event_type: "Normal".into(),
+        reason: "Promoted".into(),
+        message: format!(
+            "traffic switched from {live} to {} ({}) by {}",
+            target.color,
+            images_of(target).join(", "),
+            actor.user
+        ),
+    });
+    plan.steps.push(Step::WaitServing {
+        services: active_service_names(app),
+        deployment: target.deployment.clone(),
+        color: target.color.clone(),
+    });
+    if let Some(delay) = req.scale_down_old {
+        plan.steps.push(delay_step(app, delay, &target.color));
+        plan.steps.push(scale_step(
+            active,
+            0,
+            "scale down the old slot after the switch was verified",
+        ));
+    }
+    Ok(plan)
+}
+
+// ------------------------------------------------------------------ abort
+
+#[derive(Debug, Clone, Default)]
+pub struct AbortRequest {
+    pub keep: bool,
+}
+
+pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
+    require_two_slots(app)?;
+    let live = live_color(app)?;
+    let last = app.last_switch.as_ref();
+    let mut plan = Plan {
+        action: "abort",
+        app: app.name.clone(),
+        namespace: app.namespace.clone(),
+        outcome: Outcome::Change,
+        from: None,
+        to: None,
+        preconditions: vec![],
+        steps: vec![],
+    };
+
+    // A re-run of an interrupted (or finished) abort: make sure everything is done.
+    if let Some(h) = last.filter(|h| h.action == "abort" && h.to == live)
+        && let (Some(back), Some(aborted)) =
+            (slot_by_color(app, &live), slot_by_color(app, &h.from))
+        && aborted.revision == h.from_revision
+    {
+        plan.outcome = Outcome::Finish;
+        plan.from = Some(h.from.clone());
+        plan.to = Some(live.clone());
+        plan.preconditions.push(format!(
+            "traffic was already switched back to {live}: finishing the remaining steps"
+        ));
+        plan.steps.extend(ensure_services(
+            app,
+            &live,
+            &h.from,
+            None,
+            "finish switching back",
+        ));
+        plan.steps.push(Step::WaitServing {
+            services: active_service_names(app),
+            deployment: back.deployment.clone(),
+            color: live.clone(),
+        });
+        if !req.keep && aborted.desired > 0 {
+            plan.steps
+                .push(scale_step(aborted, 0, "scale down the aborted slot"));
+        }
+        return Ok(plan);
+    }
+
+    // After a promote (the previous slot unchanged since): switch back.
+    let after_promote = last
+        .filter(|h| h.action == "promote" && h.to == live)
+        .and_then(|h| {
+            let prev = slot_by_color(app, &h.from)?;
+            (prev.revision == h.from_revision).then_some(prev)
+        });
+    if let Some(prev) = after_promote {
+        let Some(current) = slot_by_color(app, &live) else {
+            return Err(Error::Precondition(format!(
+                "Service {} selects {live}, but no slot has that color",
+                app.state_service()
+            )));
+        };
+        plan.from = Some(live.clone());
+        plan.to = Some(prev.color.clone());
+        let wanted = current.desired.max(1);
+        if prev.desired < wanted || !prev.rolled_out {
+            plan.preconditions.push(format!(
+                "{} has {}/{} available: scale it back up first",
+                prev.color, prev.available, wanted
+            ));
+            if prev.desired < wanted {
+                plan.steps.push(scale_step(
+                    prev,
+                    wanted,
+                    "make the previous version available again",
+                ));
+            }
+            plan.steps.push(Step::WaitRolledOut {
+                deployment: prev.deployment.clone(),
+            });
+        } else {
+            plan.preconditions
+                .push(check_available(prev, wanted, false)?.replace("preview slot ", ""));
+        }
+        let state = switch_annotations(app, "abort", current, prev, actor)?;
+        plan.steps.extend(ensure_services(
+            app,
+            &prev.color,
+            &live,
+            Some(state),
+            "switch traffic back",
+        ));
+        plan.steps.push(Step::CreateEvent {
+            service: app.state_service().to_string(),
+            service_uid: app.services[0].uid.clone(),
+            event_type: "Warning".into(),
+            reason: "Aborted".into(),
+            message: format!(
+                "traffic switched back from {live} to {} by {}",
+                prev.color, actor.user
+            ),
+        });
+        plan.steps.push(Step::WaitServing {
+            services: active_service_names(app),
+            deployment: prev.deployment.clone(),
+            color: prev.color.clone(),
+        });
+        if !req.keep {
+            plan.steps
+                .push(scale_step(current, 0, "scale down the aborted slot"));
+        }
+        return Ok(plan);
+    }
+
+    // Before a promote: stop the preview.
+    match app.slot(Role::Preview) {
+        Some(p) if p.desired > 0 => {
+            plan.from = Some(p.color.clone());
+            plan.to = Some(live.clone());
+            plan.preconditions
+                .push(format!("no promote to undo: traffic stays on {live}"));
+            plan.steps
+                .push(scale_step(p, 0, "abort the preview before it was promoted"));
+            plan.steps.push(Step::CreateEvent {
+                service: app.state_service().to_string(),
+                service_uid: app.services[0].uid.clone(),
+                event_type: "Normal".into(),
+                reason: "PreviewAborted".into(),
+                message: format!("preview slot {} scaled to 0 by {}", p.color, actor.user),
+            });
+            Ok(plan)
+        }
+        Some(p) => Err(Error::Precondition(format!(
+            "nothing to abort: no promote to undo, and the preview slot {} is already scaled to 0",
+            p.color
+        ))),
+        None => Err(Error::Precondition(format!(
+            "nothing to abort: app {} has no preview slot",
+            app.name
+        ))),
+    }
+}
+
+// ------------------------------------------------------------------ set-image
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSpec {
+    /// Container name, or `*` for every container.
+    pub container: String,
+    pub image: String,
+}
+
+/// Parses `NAME=IMAGE` arguments (exit 2 on malformed input).
+pub fn parse_images(args: &[String]) -> Result<Vec<ImageSpec>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((c, i))
+                if !c.trim().is_empty()
+                    && !i.trim().is_empty()
+                    && !i.contains(char::is_whitespace) =>
+            {
+                Ok(ImageSpec {
+                    container: c.trim().to_string(),
+                    image: i.trim().to_string(),
+                })
+            }
+            _ => Err(Error::Usage(format!(
+                "malformed {a:?}: expected CONTAINER=IMAGE (or *=IMAGE for every container)"
+            ))),
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SetImageRequest {
+    pub images: Vec<ImageSpec>,
+    pub replicas: Option<i32>,
+    /// Color of a slot to create when the app has only one (default: blue ↔ green).
+    pub color: Option<String>,
+    pub wait: bool,
+}
+
+fn other_color(live: &str) -> Option<&'static str> {
+    match live {
+        "blue" => Some("green"),
+        "green" => Some("blue"),
+        _ => None,
+    }
+}
+
+/// The containers (and init containers) of a pod template with new images applied.
+fn image_patch_lists(
+    pod_spec: &Value,
+    images: &[ImageSpec],
+    deployment: &str,
+) -> Result<(Vec<Value>, Vec<Value>)> {
+    let names = |list: &str| -> Vec<String> {
+        pod_spec[list]
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c["name"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (containers, inits) = (names("containers"), names("initContainers"));
+    for spec in images.iter().filter(|s| s.container != "*") {
+        if !containers.contains(&spec.container) && !inits.contains(&spec.container) {
+            let mut all = containers.clone();
+            all.extend(inits.iter().map(|i| format!("{i} (init)")));
+            return Err(Error::NotFound(format!(
+                "deployment {deployment} has no container {:?}; its containers are: {}",
+                spec.container,
+                all.join(", ")
+            )));
+        }
+    }
+    let image_for = |name: &str| -> Option<String> {
+        images
+            .iter()
+            .rev()
+            .find(|s| s.container == name)
+            .or_else(|| images.iter().rev().find(|s| s.container == "*"))
+            .map(|s| s.image.clone())
+    };
+    let patch = |list: &[String]| -> Vec<Value> {
+        list.iter()
+            .filter_map(|n| image_for(n).map(|i| json!({"name": n, "image": i})))
+            .collect()
+    };
+    Ok((patch(&containers), patch(&inits)))
+}
+
+pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Plan> {
+    require_two_slots(app)?;
+    let live = live_color(app)?;
+    let active = slot_by_color(app, &live).ok_or_else(|| {
+        Error::Precondition(format!(
+            "Service {} selects {}={live}, but no slot has that color",
+            app.state_service(),
+            app.color_label
+        ))
+    })?;
+    let replicas = req.replicas.unwrap_or(active.desired);
+    let mut plan = Plan {
+        action: "set-image",
+        app: app.name.clone(),
+        namespace: app.namespace.clone(),
+        outcome: Outcome::Change,
+        from: None,
+        to: None,
+        preconditions: vec![],
+        steps: vec![],
+    };
+    let raw = |name: &str| -> Result<Value> {
+        let d = snap
+            .deployments
+            .iter()
+            .find(|d| {
+                d.metadata.namespace.as_deref() == Some(&app.namespace)
+                    && d.metadata.name.as_deref() == Some(name)
+            })
+            .ok_or_else(|| Error::NotFound(format!("deployment {name} disappeared")))?;
+        serde_json::to_value(d).map_err(|e| Error::Other(e.to_string()))
+    };
+    plan.preconditions.push(format!(
+        "the live slot is {live} ({}); it is never touched",
+        active.deployment
+    ));
+    match app.slot(Role::Preview) {
+        Some(preview) => {
+            let d = raw(&preview.deployment)?;
+            let pod = &d["spec"]["template"]["spec"];
+            let (containers, inits) = image_patch_lists(pod, &req.images, &preview.deployment)?;
+            let mut template_spec = json!({});
+            if !containers.is_empty() {
+                template_spec["containers"] = json!(containers);
+            }
+            if !inits.is_empty() {
+                template_spec["initContainers"] = json!(inits);
+            }
+            let patch = json!({
+                "metadata": {"resourceVersion": preview.resource_version},
+                "spec": {"replicas": replicas, "template": {"spec": template_spec}},
+            });
+            plan.from = Some(preview.color.clone());
+            plan.to = Some(preview.color.clone());
+            plan.steps.push(Step::PatchDeployment {
+                deployment: preview.deployment.clone(),
+                patch,
+                why: format!(
+                    "new image(s) on the preview slot {}, {replicas} replica(s) like the live slot",
+                    preview.color
+                ),
+            });
+            if req.wait {
+                plan.steps.push(Step::WaitRolledOut {
+                    deployment: preview.deployment.clone(),
+                });
+            }
+        }
+        None => {
+            let color = match &req.color {
+                Some(c) => c.clone(),
+                None => other_color(&live).map(String::from).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "the live color is {live:?}: name the new slot's color with --color VALUE"
+                    ))
+                })?,
+            };
+            if color == live {
+                return Err(Error::Usage(format!(
+                    "--color {color} is the live color; the new slot needs another"
+                )));
+            }
+            if !crate::model::is_label_value(&color) {
+                return Err(Error::Usage(format!(
+                    "--color {color:?} is not a valid label value"
+                )));
+            }
+            let mut d = raw(&active.deployment)?;
+            let name = match active.deployment.rfind(&live) {
+                Some(i) => format!(
+                    "{}{color}{}",
+                    &active.deployment[..i],
+                    &active.deployment[i + live.len()..]
+                ),
+                None => format!("{}-{color}", active.deployment),
+            };
+            if snap.deployments.iter().any(|x| {
+                x.metadata.namespace.as_deref() == Some(&app.namespace)
+                    && x.metadata.name.as_deref() == Some(&name)
+            }) {
+                return Err(Error::Precondition(format!(
+                    "deployment {name} already exists but is not a slot of app {}: rename it or pass --color",
+                    app.name
+                )));
+            }
+            let (containers, inits) = image_patch_lists(
+                &d["spec"]["template"]["spec"],
+                &req.images,
+                &active.deployment,
+            )?;
+            // A copy of the live Deployment: identity, status and revision stripped.
+            d["metadata"] = json!({
+                "name": name,
+                "namespace": app.namespace,
+                "labels": d["metadata"]["labels"],
+                "annotations": d["metadata"]["annotations"],
+            });
+            if let Some(a) = d["metadata"]["annotations"].as_object_mut() {
+                a.retain(|k, _| {
+                    !k.starts_with("deployment.kubernetes.io/")
+                        && k != "kubectl.kubernetes.io/last-applied-configuration"
+                });
+            }
+            for path in [
+                "/metadata/labels",
+                "/spec/selector/matchLabels",
+                "/spec/template/metadata/labels",
+            ] {
+                if let Some(m) = d.pointer_mut(path).and_then(Value::as_object_mut)
+                    && m.contains_key(&app.color_label)
+                {
+                    m.insert(app.color_label.clone(), json!(color));
+                }
+            }
+            if d["metadata"]["labels"].is_null() {
+                d["metadata"]
+                    .as_object_mut()
+                    .expect("object")
+                    .remove("labels");
+            }
+            d["spec"]["replicas"] = json!(replicas);
+            for (list, new) in [("containers", containers), ("initContainers", inits)] {
+                for c in d["spec"]["template"]["spec"][list]
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(n) = new.iter().find(|n| n["name"] == c["name"]) {
+                        c["image"] = n["image"].clone();
+                    }
+                }
+            }
+            if let Some(m) = d.as_object_mut() {
+                m.remove("status");
+            }
+            plan.to = Some(color.clone());
+            plan.preconditions.push(format!(
+                "app has one slot: the {color} slot is created as a copy of {}",
+                active.deployment
+            ));
+            plan.steps.push(Step::CreateDeployment {
+                deployment: name.clone(),
+                body: d,
+                why: format!(
+                    "the {color} slot, a copy of {} with the new image(s)",
+                    active.deployment
+                ),
+            });
+            if req.wait {
+                plan.steps.push(Step::WaitRolledOut { deployment: name });
+            }
+        }
+    }
+    Ok(plan)
+}

@@ -1,0 +1,349 @@
+//! Waiting for named conditions, from watch events (kube-runtime reflectors re-list after
+//! dropped or expired watches), with the timeout explicit at every call:
+//! - `rolled_out`: a Deployment rolled out at its latest generation, every replica
+//!   updated, ready and available — or a failure the pods name (crash loop, image pull)
+//!   or the controller names (progress deadline), reported at once (exit 4);
+//! - `serving_only`: every given Service's ready endpoints are pods of one slot.
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use futures::{StreamExt, stream};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Container states that will not fix themselves: waiting longer does not help.
+const FATAL_WAITING: &[&str] = &[
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+fn selector_string(m: &BTreeMap<String, String>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether a Deployment is rolled out at its latest generation (kubectl's rollout status).
+pub fn deployment_rolled_out(d: &Deployment) -> bool {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let Some(st) = d.status.as_ref() else {
+        return false;
+    };
+    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+        && st.updated_replicas.unwrap_or(0) == want
+        && st.replicas.unwrap_or(0) == want
+        && st.ready_replicas.unwrap_or(0) == want
+        && st.available_replicas.unwrap_or(0) == want
+        && st.unavailable_replicas.unwrap_or(0) == 0
+}
+
+/// A failure that ends the wait: the rollout's own verdict or a pod that cannot start.
+fn rollout_failure(d: &Deployment, pods: &[std::sync::Arc<Pod>]) -> Option<String> {
+    let name = d.metadata.name.clone().unwrap_or_default();
+    if let Some(c) = d
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        })
+    {
+        return Some(format!(
+            "deployment {name} exceeded its progress deadline: {}",
+            c.message.clone().unwrap_or_default()
+        ));
+    }
+    let images: BTreeSet<String> = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| {
+            p.containers
+                .iter()
+                .filter_map(|c| c.image.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in pods {
+        // Only pods of the current template count: old pods may be failing on their own.
+        let current = p.spec.as_ref().is_some_and(|s| {
+            s.containers
+                .iter()
+                .all(|c| c.image.as_ref().is_some_and(|i| images.contains(i)))
+        });
+        if !current || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        for cs in p
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
+                && let Some(reason) = w.reason.as_deref().filter(|r| FATAL_WAITING.contains(r))
+            {
+                return Some(format!(
+                    "pod {} of deployment {name} cannot become ready: container {} is in {reason}{}",
+                    p.metadata.name.clone().unwrap_or_default(),
+                    cs.name,
+                    w.message
+                        .as_ref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn progress_line(d: &Deployment) -> String {
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let st = d.status.clone().unwrap_or_default();
+    format!(
+        "deployment/{}: {}/{want} updated, {}/{want} ready, {}/{want} available",
+        d.metadata.name.clone().unwrap_or_default(),
+        st.updated_replicas.unwrap_or(0),
+        st.ready_replicas.unwrap_or(0),
+        st.available_replicas.unwrap_or(0)
+    )
+}
+
+/// Waits until `deployment` is rolled out (exit 6 on timeout, 4 on a failure that waiting
+/// cannot fix).
+pub async fn rolled_out(
+    client: &kube::Client,
+    ns: &str,
+    deployment: &str,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<()> {
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let d = deploys
+        .get(deployment)
+        .await
+        .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
+    let selector = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    let (d_reader, d_writer) = reflector::store::<Deployment>();
+    let (p_reader, p_writer) = reflector::store::<Pod>();
+    let dcfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
+    let pcfg = watcher::Config::default().labels(&selector_string(&selector));
+    let events = stream::select(
+        reflector::reflector(d_writer, watcher(deploys, dcfg))
+            .default_backoff()
+            .map(|_| ())
+            .boxed(),
+        reflector::reflector(
+            p_writer,
+            watcher(Api::<Pod>::namespaced(client.clone(), ns), pcfg),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed(),
+    );
+    let check = || -> Option<Result<()>> {
+        let d = d_reader.state().into_iter().next()?;
+        progress.update(&progress_line(&d));
+        if deployment_rolled_out(&d) {
+            return Some(Ok(()));
+        }
+        rollout_failure(&d, &p_reader.state()).map(|f| Err(Error::Precondition(f)))
+    };
+    let waited = until(events, &d_reader, &p_reader, check, timeout).await;
+    match waited {
+        Some(r) => r,
+        None => Err(Error::Timeout(format!(
+            "deployment {deployment} was not rolled out within {}: {}",
+            crate::render::human_duration(timeout.as_secs() as i64),
+            d_reader
+                .state()
+                .first()
+                .map(|d| progress_line(d))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+/// Drives the watch streams until `check` decides, the stores being ready first.
+async fn until<S, A, B>(
+    events: S,
+    a: &Store<A>,
+    b: &Store<B>,
+    mut check: impl FnMut() -> Option<Result<()>>,
+    timeout: Duration,
+) -> Option<Result<()>>
+where
+    S: futures::Stream<Item = ()>,
+    A: kube::Resource + Clone + 'static,
+    A::DynamicType: std::hash::Hash + Eq + Clone,
+    B: kube::Resource + Clone + 'static,
+    B::DynamicType: std::hash::Hash + Eq + Clone,
+{
+    let work = async {
+        tokio::pin!(events);
+        let ready = async {
+            let _ = tokio::join!(a.wait_until_ready(), b.wait_until_ready());
+        };
+        tokio::pin!(ready);
+        let mut is_ready = false;
+        loop {
+            if !is_ready {
+                tokio::select! {
+                    _ = &mut ready => { is_ready = true; }
+                    e = events.next() => { e?; }
+                }
+                if !is_ready {
+                    continue;
+                }
+            }
+            if let Some(r) = check() {
+                return Some(r);
+            }
+            events.next().await?;
+        }
+    };
+    tokio::time::timeout(timeout, work).await.ok().flatten()
+}
+
+/// What a Service's ready endpoints point at: pods of the slot, and the others by name.
+fn endpoint_split(
+    slices: &[std::sync::Arc<EndpointSlice>],
+    service: &str,
+    slot_rs: &BTreeSet<String>,
+) -> (u32, Vec<String>) {
+    let (mut ours, mut others) = (0u32, Vec::new());
+    for s in slices.iter().filter(|s| {
+        s.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("kubernetes.io/service-name"))
+            .map(String::as_str)
+            == Some(service)
+    }) {
+        for ep in &s.endpoints {
+            if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                continue;
+            }
+            let pod = ep
+                .target_ref
+                .as_ref()
+                .and_then(|t| t.name.clone())
+                .unwrap_or_else(|| ep.addresses.join(","));
+            match pod.rsplit_once('-') {
+                Some((rs, _)) if slot_rs.contains(rs) => ours += 1,
+                _ => others.push(pod),
+            }
+        }
+    }
+    (ours, others)
+}
+
+/// Waits until every Service's ready endpoints are pods of `deployment` only, and at
+/// least one (exit 7 on timeout, naming what is still served).
+pub async fn serving_only(
+    client: &kube::Client,
+    ns: &str,
+    services: &[String],
+    deployment: &str,
+    color: &str,
+    timeout: Duration,
+    progress: &Progress,
+) -> Result<()> {
+    let d: Deployment = Api::namespaced(client.clone(), ns)
+        .get(deployment)
+        .await
+        .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
+    let selector = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_labels.clone())
+        .unwrap_or_default();
+    let (s_reader, s_writer) = reflector::store::<EndpointSlice>();
+    let (r_reader, r_writer) = reflector::store::<ReplicaSet>();
+    let scfg = watcher::Config::default().labels(&format!(
+        "kubernetes.io/service-name in ({})",
+        services.join(",")
+    ));
+    let rcfg = watcher::Config::default().labels(&selector_string(&selector));
+    let events = stream::select(
+        reflector::reflector(
+            s_writer,
+            watcher(Api::<EndpointSlice>::namespaced(client.clone(), ns), scfg),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed(),
+        reflector::reflector(
+            r_writer,
+            watcher(Api::<ReplicaSet>::namespaced(client.clone(), ns), rcfg),
+        )
+        .default_backoff()
+        .map(|_| ())
+        .boxed(),
+    );
+    let describe =
+        |slices: &[std::sync::Arc<EndpointSlice>], rs: &BTreeSet<String>| -> (bool, String) {
+            let mut done = true;
+            let mut parts = Vec::new();
+            for svc in services {
+                let (ours, others) = endpoint_split(slices, svc, rs);
+                done &= ours > 0 && others.is_empty();
+                parts.push(if others.is_empty() {
+                    format!("service/{svc}: {ours} endpoint(s) on {color}")
+                } else {
+                    format!(
+                        "service/{svc}: {ours} endpoint(s) on {color}, {} elsewhere ({})",
+                        others.len(),
+                        others.join(", ")
+                    )
+                });
+            }
+            (done, parts.join("; "))
+        };
+    let slot_rs = |r: &Store<ReplicaSet>| -> BTreeSet<String> {
+        r.state()
+            .iter()
+            .filter(|rs| {
+                rs.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.controller == Some(true) && o.name == deployment)
+            })
+            .filter_map(|rs| rs.metadata.name.clone())
+            .collect()
+    };
+    let check = || -> Option<Result<()>> {
+        let (done, line) = describe(&s_reader.state(), &slot_rs(&r_reader));
+        progress.update(&line);
+        done.then_some(Ok(()))
+    };
+    match until(events, &s_reader, &r_reader, check, timeout).await {
+        Some(r) => r,
+        None => {
+            let (_, line) = describe(&s_reader.state(), &slot_rs(&r_reader));
+            Err(Error::NotConverged(format!(
+                "traffic was switched to {color}, but endpoints did not converge within {}: {line}",
+                crate::render::human_duration(timeout.as_secs() as i64)
+            )))
+        }
+    }
+}
