@@ -17,6 +17,8 @@ pub mod observe;
 pub mod plan;
 pub mod progress;
 pub mod render;
+#[cfg(test)]
+mod testutil;
 pub mod verify;
 
 use cli::{Cli, Command};

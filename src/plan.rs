@@ -918,3 +918,492 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::build;
+    use crate::testutil::{deploy, snap, svc};
+
+    const PREVIEW: &str = "  annotations: {bluegreen.io/preview-service: shop-preview}\n";
+
+    fn actor() -> Actor {
+        Actor {
+            user: "alice".into(),
+            now: "2026-11-22T00:00:00Z".into(),
+        }
+    }
+
+    fn app_of(yaml: &str) -> (App, Snapshot) {
+        let s = snap(yaml);
+        (build(&s).remove(0), s)
+    }
+
+    fn fresh() -> String {
+        [
+            svc("shop", "blue", PREVIEW),
+            svc("shop-preview", "green", ""),
+            deploy("shop-blue", "blue", 3, 3),
+            deploy("shop-green", "green", 3, 3),
+        ]
+        .concat()
+    }
+
+    fn kinds(plan: &Plan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .map(|s| match s {
+                Step::PatchService { service, .. } => format!("patch svc/{service}"),
+                Step::PatchDeployment { deployment, .. } => format!("patch deploy/{deployment}"),
+                Step::ScaleDeployment {
+                    deployment,
+                    replicas,
+                    ..
+                } => format!("scale deploy/{deployment}={replicas}"),
+                Step::CreateDeployment { deployment, .. } => format!("create deploy/{deployment}"),
+                Step::CreateEvent { reason, .. } => format!("event {reason}"),
+                Step::WaitRolledOut { deployment } => format!("wait rollout {deployment}"),
+                Step::WaitServing { deployment, .. } => format!("wait serving {deployment}"),
+                Step::Delay { seconds, .. } => format!("delay {seconds}"),
+            })
+            .collect()
+    }
+
+    /// The state of an app after a promote from blue to green (history recorded).
+    fn promoted(blue_replicas: i32) -> String {
+        let history = r#"[{"action":"promote","from":"blue","to":"green","images":[],"at":"2026-11-21T00:00:00Z","by":"bob","fromRevision":"4","toRevision":"4"}]"#;
+        let ann = format!(
+            "  annotations: {{bluegreen.io/preview-service: shop-preview, bluegreen.io/previous-color: blue, bluegreen.io/history: '{history}'}}\n"
+        );
+        [
+            svc("shop", "green", &ann),
+            svc("shop-preview", "blue", ""),
+            deploy("shop-blue", "blue", blue_replicas, blue_replicas),
+            deploy("shop-green", "green", 3, 3),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn promote_a_fresh_app_switches_every_service_guarded_then_verifies() {
+        let (app, _) = app_of(&fresh());
+        let plan = promote(&app, &PromoteRequest::default(), &actor()).unwrap();
+        assert_eq!(plan.outcome, Outcome::Change);
+        assert_eq!(
+            kinds(&plan),
+            [
+                "patch svc/shop",
+                "patch svc/shop-preview",
+                "event Promoted",
+                "wait serving shop-green"
+            ]
+        );
+        let Step::PatchService { patch, .. } = &plan.steps[0] else {
+            panic!()
+        };
+        assert_eq!(patch["spec"]["selector"]["bluegreen.io/color"], "green");
+        assert!(
+            patch["metadata"]["resourceVersion"].is_string(),
+            "guarded by the resourceVersion it was planned from"
+        );
+        assert_eq!(
+            patch["metadata"]["annotations"]["bluegreen.io/previous-color"],
+            "blue"
+        );
+        let history: Vec<HistoryEntry> = serde_json::from_str(
+            patch["metadata"]["annotations"]["bluegreen.io/history"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                history[0].action.as_str(),
+                history[0].from.as_str(),
+                history[0].to.as_str(),
+                history[0].by.as_str()
+            ),
+            ("promote", "blue", "green", "alice")
+        );
+        let Step::PatchService { patch, .. } = &plan.steps[1] else {
+            panic!()
+        };
+        assert_eq!(
+            patch["spec"]["selector"]["bluegreen.io/color"], "blue",
+            "the preview Service follows the old slot"
+        );
+        assert!(
+            patch["metadata"].get("annotations").is_none(),
+            "state lives on the app's Service only"
+        );
+    }
+
+    #[test]
+    fn scale_down_old_comes_after_verification_and_a_delay() {
+        let (app, _) = app_of(&fresh());
+        let req = PromoteRequest {
+            scale_down_old: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        let plan = promote(&app, &req, &actor()).unwrap();
+        assert_eq!(
+            kinds(&plan)[3..],
+            [
+                "wait serving shop-green",
+                "delay 30",
+                "scale deploy/shop-blue=0"
+            ]
+        );
+        let Step::ScaleDeployment { patch, .. } = plan.steps.last().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            patch[0],
+            json!({"op": "test", "path": "/metadata/generation", "value": 2}),
+            "guarded by the generation"
+        );
+    }
+
+    #[test]
+    fn promote_refuses_a_preview_that_is_not_fully_available() {
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", ""),
+                deploy("shop-blue", "blue", 3, 3),
+                deploy("shop-green", "green", 3, 2),
+            ]
+            .concat(),
+        );
+        let err = promote(&app, &PromoteRequest::default(), &actor()).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert!(err.to_string().contains("not fully available"), "{err}");
+        // Fewer replicas than the live slot wants needs --allow-fewer; none available never passes.
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", ""),
+                deploy("shop-blue", "blue", 3, 3),
+                deploy("shop-green", "green", 2, 2),
+            ]
+            .concat(),
+        );
+        assert!(
+            promote(&app, &PromoteRequest::default(), &actor())
+                .unwrap_err()
+                .to_string()
+                .contains("--allow-fewer")
+        );
+        assert!(
+            promote(
+                &app,
+                &PromoteRequest {
+                    allow_fewer: true,
+                    ..Default::default()
+                },
+                &actor()
+            )
+            .is_ok()
+        );
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", ""),
+                deploy("shop-blue", "blue", 3, 3),
+                deploy("shop-green", "green", 0, 0),
+            ]
+            .concat(),
+        );
+        assert!(
+            promote(
+                &app,
+                &PromoteRequest {
+                    allow_fewer: true,
+                    ..Default::default()
+                },
+                &actor()
+            )
+            .unwrap_err()
+            .to_string()
+            .contains("no available pods")
+        );
+    }
+
+    #[test]
+    fn one_slot_and_three_slots() {
+        let (app, _) =
+            app_of(&[svc("shop", "blue", ""), deploy("shop-blue", "blue", 3, 3)].concat());
+        assert!(
+            promote(&app, &PromoteRequest::default(), &actor())
+                .unwrap_err()
+                .to_string()
+                .contains("no preview slot")
+        );
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", ""),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 1, 1),
+                deploy("c", "red", 1, 1),
+            ]
+            .concat(),
+        );
+        for err in [
+            promote(&app, &PromoteRequest::default(), &actor()).unwrap_err(),
+            abort(&app, &AbortRequest::default(), &actor()).unwrap_err(),
+        ] {
+            assert_eq!(err.exit_code(), 4);
+            assert!(
+                err.to_string().contains("3 slots (blue, green, red)"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn already_switched_finishes_and_never_flips_back() {
+        let (app, _) = app_of(&promoted(3));
+        let plan = promote(&app, &PromoteRequest::default(), &actor()).unwrap();
+        assert_eq!(plan.outcome, Outcome::Finish);
+        assert_eq!(
+            kinds(&plan),
+            ["wait serving shop-green"],
+            "nothing is switched back"
+        );
+        let plan = promote(
+            &app,
+            &PromoteRequest {
+                to: Some("green".into()),
+                scale_down_old: Some(Duration::ZERO),
+                ..Default::default()
+            },
+            &actor(),
+        )
+        .unwrap();
+        assert_eq!(
+            kinds(&plan),
+            [
+                "wait serving shop-green",
+                "delay 0",
+                "scale deploy/shop-blue=0"
+            ]
+        );
+    }
+
+    #[test]
+    fn disagreeing_services_refuse_unless_a_promote_was_interrupted() {
+        let label = "  labels: {bluegreen.io/app: shop}\n";
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", label),
+                svc("shop-grpc", "green", label),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 1, 1),
+            ]
+            .concat(),
+        );
+        let err = promote(&app, &PromoteRequest::default(), &actor()).unwrap_err();
+        assert!(err.to_string().contains("disagree"), "{err}");
+        // The state Service (first by name) was switched and recorded; the second was not.
+        let history = r#"[{"action":"promote","from":"blue","to":"green","at":"2026-11-21T00:00:00Z","fromRevision":"4","toRevision":"4"}]"#;
+        let state = format!(
+            "  labels: {{bluegreen.io/app: shop}}\n  annotations: {{bluegreen.io/history: '{history}', bluegreen.io/previous-color: blue}}\n"
+        );
+        let (app, _) = app_of(
+            &[
+                svc("shop", "green", &state),
+                svc("shop-grpc", "blue", label),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 1, 1),
+            ]
+            .concat(),
+        );
+        let plan = promote(&app, &PromoteRequest::default(), &actor()).unwrap();
+        assert_eq!(plan.outcome, Outcome::Finish);
+        assert_eq!(kinds(&plan), ["patch svc/shop-grpc", "wait serving b"]);
+    }
+
+    #[test]
+    fn the_previous_version_is_not_promoted_again_after_an_abort() {
+        let history = r#"[{"action":"abort","from":"green","to":"blue","at":"2026-11-21T00:00:00Z","fromRevision":"4","toRevision":"4"}]"#;
+        let ann = format!(
+            "  annotations: {{bluegreen.io/previous-color: green, bluegreen.io/history: '{history}'}}\n"
+        );
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", &ann),
+                deploy("shop-blue", "blue", 3, 3),
+                deploy("shop-green", "green", 3, 3),
+            ]
+            .concat(),
+        );
+        let err = promote(&app, &PromoteRequest::default(), &actor()).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert!(err.to_string().contains("--to green"), "{err}");
+        assert!(
+            promote(
+                &app,
+                &PromoteRequest {
+                    to: Some("green".into()),
+                    ..Default::default()
+                },
+                &actor()
+            )
+            .is_ok(),
+            "--to overrides"
+        );
+        // After set-image the revision differs: a new version, promoted normally.
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", &ann),
+                deploy("shop-blue", "blue", 3, 3),
+                deploy("shop-green", "green", 3, 3).replace("revision: \"4\"}", "revision: \"5\"}"),
+            ]
+            .concat(),
+        );
+        assert!(promote(&app, &PromoteRequest::default(), &actor()).is_ok());
+    }
+
+    #[test]
+    fn abort_after_promote_switches_back_and_scales_the_aborted_slot() {
+        let (app, _) = app_of(&promoted(3));
+        let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
+        assert_eq!(
+            (plan.from.as_deref(), plan.to.as_deref()),
+            (Some("green"), Some("blue"))
+        );
+        assert_eq!(
+            kinds(&plan),
+            [
+                "patch svc/shop",
+                "patch svc/shop-preview",
+                "event Aborted",
+                "wait serving shop-blue",
+                "scale deploy/shop-green=0"
+            ]
+        );
+        let plan = abort(&app, &AbortRequest { keep: true }, &actor()).unwrap();
+        assert!(
+            !kinds(&plan).iter().any(|k| k.starts_with("scale")),
+            "--keep"
+        );
+    }
+
+    #[test]
+    fn abort_scales_a_scaled_down_previous_color_up_first() {
+        let (app, _) = app_of(&promoted(0));
+        let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
+        assert_eq!(
+            kinds(&plan)[..3],
+            [
+                "scale deploy/shop-blue=3",
+                "wait rollout shop-blue",
+                "patch svc/shop"
+            ]
+        );
+    }
+
+    #[test]
+    fn abort_before_a_promote_stops_the_preview_and_nothing_to_abort_is_exit_4() {
+        let (app, _) = app_of(&fresh());
+        let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            ["scale deploy/shop-green=0", "event PreviewAborted"]
+        );
+        let (app, _) = app_of(
+            &[
+                svc("shop", "blue", ""),
+                deploy("shop-blue", "blue", 3, 3),
+                deploy("shop-green", "green", 0, 0),
+            ]
+            .concat(),
+        );
+        let err = abort(&app, &AbortRequest::default(), &actor()).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert!(err.to_string().starts_with("nothing to abort"), "{err}");
+    }
+
+    #[test]
+    fn set_image_patches_only_the_preview_or_creates_it() {
+        let (app, s) = app_of(&fresh());
+        let req = SetImageRequest {
+            images: parse_images(&["web=web:2".into()]).unwrap(),
+            wait: true,
+            ..Default::default()
+        };
+        let plan = set_image(&app, &s, &req).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            ["patch deploy/shop-green", "wait rollout shop-green"]
+        );
+        let Step::PatchDeployment { patch, .. } = &plan.steps[0] else {
+            panic!()
+        };
+        assert_eq!(
+            patch["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "web", "image": "web:2"}])
+        );
+        assert_eq!(patch["spec"]["replicas"], 3, "scaled like the live slot");
+        let err = set_image(
+            &app,
+            &s,
+            &SetImageRequest {
+                images: parse_images(&["api=x:1".into()]).unwrap(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.to_string().contains("its containers are: web"), "{err}");
+
+        let (app, s) =
+            app_of(&[svc("shop", "blue", ""), deploy("shop-blue", "blue", 3, 3)].concat());
+        let plan = set_image(
+            &app,
+            &s,
+            &SetImageRequest {
+                images: parse_images(&["*=web:2".into()]).unwrap(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let Step::CreateDeployment {
+            deployment, body, ..
+        } = &plan.steps[0]
+        else {
+            panic!()
+        };
+        assert_eq!(deployment, "shop-green");
+        assert_eq!(
+            body["spec"]["selector"]["matchLabels"]["bluegreen.io/color"],
+            "green"
+        );
+        assert_eq!(
+            body["spec"]["template"]["metadata"]["labels"]["bluegreen.io/color"],
+            "green"
+        );
+        assert_eq!(
+            body["spec"]["template"]["spec"]["containers"][0]["image"],
+            "web:2"
+        );
+        assert!(
+            body["status"].is_null()
+                && body["metadata"]["uid"].is_null()
+                && body["metadata"]["resourceVersion"].is_null()
+        );
+        assert!(
+            body["metadata"]["annotations"]
+                .get("deployment.kubernetes.io/revision")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn malformed_images_are_usage_errors() {
+        for bad in ["web", "=x:1", "web=", "web=a b"] {
+            assert_eq!(
+                parse_images(&[bad.to_string()]).unwrap_err().exit_code(),
+                2,
+                "{bad}"
+            );
+        }
+    }
+}
