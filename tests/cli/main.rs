@@ -7,6 +7,7 @@
 mod connect;
 mod golden;
 mod plugin;
+mod write;
 
 use bluegreen_sim::Sim;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,731 @@
+//! The write side against the sim, through the real binary: the release cycle on both
+//! fixtures, refusals that write nothing, each safety rule of the design (§4), the Lease,
+//! crashes and faults.
+
+use crate::{CONTRACT, Out, VERSION_LABEL, World, kubectl};
+use bluegreen_sim::{Fault, FaultAction, LogEntry, Timing};
+use serde_json::Value;
+use std::time::Duration;
+
+fn writes(log: &[LogEntry]) -> Vec<String> {
+    log.iter()
+        .filter(|e| {
+            matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
+                && !e.path.ends_with("/selfsubjectreviews")
+        })
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+/// Writes to user objects (the app's Lease excluded).
+fn app_writes(log: &[LogEntry]) -> Vec<String> {
+    writes(log)
+        .into_iter()
+        .filter(|w| !w.contains("/leases"))
+        .collect()
+}
+
+#[track_caller]
+fn ok(out: &Out) -> &str {
+    assert_eq!(out.code, 0, "{out:?}");
+    &out.stdout
+}
+
+fn selector_color(world: &World, svc: &str, key: &str) -> String {
+    world.sim.get("services", "default", svc).unwrap()["spec"]["selector"][key]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn replicas(world: &World, d: &str) -> i64 {
+    world.sim.get("deployments", "default", d).unwrap()["spec"]["replicas"]
+        .as_i64()
+        .unwrap()
+}
+
+fn image(world: &World, d: &str) -> String {
+    world.sim.get("deployments", "default", d).unwrap()["spec"]["template"]["spec"]["containers"][0]
+        ["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn history(world: &World, svc: &str) -> Vec<Value> {
+    let s = world.sim.get("services", "default", svc).unwrap();
+    s["metadata"]["annotations"]["bluegreen.io/history"]
+        .as_str()
+        .map(|h| serde_json::from_str(h).unwrap())
+        .unwrap_or_default()
+}
+
+async fn realistic(world: &World) {
+    world.sim.cluster().set_timing(Timing {
+        pod_ready_after: Duration::from_millis(300),
+        endpoint_delay: Duration::from_millis(300),
+        pod_termination: Duration::from_millis(500),
+        ..Timing::default()
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_cycle_on_the_contract_app_through_kubectl() {
+    let world = World::new(&[CONTRACT]).await;
+    realistic(&world).await;
+    let Some(k) = kubectl() else { return };
+    let run = |args: &'static [&'static str]| {
+        let mut full = vec!["bluegreen"];
+        full.extend_from_slice(args);
+        let k = k.clone();
+        let w = &world;
+        async move { w.run(&k, &full, &[]).await }
+    };
+    let out = run(&[
+        "set-image",
+        "shop",
+        "web=registry.example.com/shop/web:1.5.0",
+    ])
+    .await;
+    assert_eq!(
+        ok(&out),
+        "new image(s) rolled out on the preview slot of shop: green\n"
+    );
+    assert_eq!(
+        replicas(&world, "shop-green"),
+        3,
+        "scaled like the live slot"
+    );
+    assert_eq!(
+        image(&world, "shop-blue"),
+        "registry.example.com/shop/web:1.4.2",
+        "the live slot is never touched"
+    );
+
+    assert_eq!(
+        ok(&run(&["promote", "shop"]).await),
+        "promoted shop: blue → green\n"
+    );
+    assert_eq!(
+        selector_color(&world, "shop", "bluegreen.io/color"),
+        "green"
+    );
+    assert_eq!(
+        selector_color(&world, "shop-preview", "bluegreen.io/color"),
+        "blue"
+    );
+    assert_eq!(
+        world.sim.get("services", "default", "shop").unwrap()["metadata"]["annotations"]["bluegreen.io/previous-color"],
+        "blue"
+    );
+    assert_eq!(
+        replicas(&world, "shop-blue"),
+        3,
+        "kept for an instant rollback"
+    );
+
+    assert_eq!(
+        ok(&run(&["abort", "shop"]).await),
+        "aborted shop: green → blue\n"
+    );
+    assert_eq!(selector_color(&world, "shop", "bluegreen.io/color"), "blue");
+    assert_eq!(
+        replicas(&world, "shop-green"),
+        0,
+        "the aborted slot is scaled down"
+    );
+
+    let out = run(&[
+        "set-image",
+        "shop",
+        "web=registry.example.com/shop/web:1.5.1",
+    ])
+    .await;
+    ok(&out);
+    let out = run(&["promote", "shop", "--scale-down-old=0s"]).await;
+    assert_eq!(ok(&out), "promoted shop: blue → green\n");
+    assert_eq!(replicas(&world, "shop-blue"), 0);
+    let h = history(&world, "shop");
+    let actions: Vec<(&str, &str, &str)> = h
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["from"].as_str().unwrap(),
+                e["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("promote", "blue", "green"),
+            ("abort", "green", "blue"),
+            ("promote", "blue", "green")
+        ]
+    );
+    assert_eq!(h[0]["by"], "sim-admin", "who: the authenticated user");
+    // Every switch left an Event on the Service.
+    let events: Vec<String> = world
+        .sim
+        .list("events", "default")
+        .iter()
+        .filter(|e| {
+            e["involvedObject"]["name"] == "shop" && e["source"]["component"] == "kubectl-bluegreen"
+        })
+        .map(|e| e["reason"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events, ["Promoted", "Aborted", "Promoted"]);
+    // Nothing was ever deleted.
+    assert!(
+        world
+            .sim
+            .cluster()
+            .request_log()
+            .iter()
+            .all(|e| e.method != "DELETE")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_cycle_on_the_version_label_app_unchanged() {
+    let world = World::new(&[VERSION_LABEL]).await;
+    realistic(&world).await;
+    ok(&world
+        .plugin(&["set-image", "demo-service", "demo=bebullish/demo:v3"])
+        .await);
+    assert_eq!(image(&world, "demo-dp-v2"), "bebullish/demo:v3");
+    assert_eq!(
+        ok(&world.plugin(&["promote", "demo-service"]).await),
+        "promoted demo-service: v1 → v2\n"
+    );
+    assert_eq!(selector_color(&world, "demo-service", "version"), "v2");
+    assert_eq!(
+        ok(&world.plugin(&["abort", "demo-service"]).await),
+        "aborted demo-service: v2 → v1\n"
+    );
+    assert_eq!(replicas(&world, "demo-dp-v2"), 0);
+    // Promoting the aborted version again needs --to; the scaled-down slot must come back first.
+    let out = world.plugin(&["promote", "demo-service"]).await;
+    assert_eq!(out.code, 4, "{out:?}");
+    ok(&world
+        .plugin(&["set-image", "demo-service", "demo=bebullish/demo:v4"])
+        .await);
+    assert_eq!(
+        ok(&world
+            .plugin(&["promote", "demo-service", "--scale-down-old=0s"])
+            .await),
+        "promoted demo-service: v1 → v2\n"
+    );
+    assert_eq!(replicas(&world, "demo-dp-v1"), 0);
+    assert_eq!(
+        world
+            .sim
+            .get("services", "default", "demo-service")
+            .unwrap()["metadata"]["annotations"]["bluegreen.io/color-label"],
+        "version"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_write_nothing() {
+    let world = World::new(&[CONTRACT]).await;
+    let c = world.sim.cluster();
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["promote", "shop"], 4, "no available pods"),
+        (vec!["promote", "nope"], 3, "not found"),
+        (vec!["abort", "shop"], 4, "nothing to abort"),
+        (
+            vec!["set-image", "shop", "nosuch=x:1"],
+            3,
+            "its containers are: web, metrics-sidecar",
+        ),
+        (
+            vec!["set-image", "shop", "web"],
+            2,
+            "expected CONTAINER=IMAGE",
+        ),
+        (
+            vec!["promote", "shop", "--to", "purple"],
+            3,
+            "no slot with bluegreen.io/color=purple",
+        ),
+    ];
+    for (args, code, message) in cases {
+        c.clear_request_log();
+        let out = world.plugin(&args).await;
+        assert_eq!(out.code, code, "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+        assert!(out.stderr.contains(message), "{args:?}: {out:?}");
+        assert_eq!(
+            writes(&c.request_log()),
+            Vec::<String>::new(),
+            "{args:?} wrote something"
+        );
+    }
+    // Malformed input is refused before any request at all.
+    c.clear_request_log();
+    assert_eq!(world.plugin(&["set-image", "shop", "=x"]).await.code, 2);
+    assert!(c.request_log().is_empty());
+    // A third slot: refused, nothing written.
+    let third = CONTRACT
+        .split("\n---\n")
+        .find(|d| d.contains("name: shop-green"))
+        .unwrap()
+        .replace("shop-green", "shop-red")
+        .replace("color: green", "color: red");
+    world.sim.apply_yaml("default", &third).unwrap();
+    c.clear_request_log();
+    let out = world.plugin(&["set-image", "shop", "web=x:2"]).await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stderr.contains("3 slots"), "{out:?}");
+    assert!(writes(&c.request_log()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_image_never_touches_the_live_slot_and_reports_pods_that_cannot_start() {
+    let world = World::new(&[CONTRACT]).await;
+    realistic(&world).await;
+    let c = world.sim.cluster();
+    c.clear_request_log();
+    let blue_before = world
+        .sim
+        .get("deployments", "default", "shop-blue")
+        .unwrap();
+    let out = world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:crashloop",
+            "--timeout=30s",
+        ])
+        .await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(out.stderr.contains("CrashLoopBackOff"), "{out:?}");
+    assert!(
+        app_writes(&c.request_log())
+            .iter()
+            .all(|w| !w.contains("shop-blue")),
+        "rule 2: no write to the live slot"
+    );
+    assert_eq!(
+        world
+            .sim
+            .get("deployments", "default", "shop-blue")
+            .unwrap()["spec"],
+        blue_before["spec"]
+    );
+    let out = world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:pullfail",
+            "--timeout=30s",
+        ])
+        .await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("ImagePullBackOff") || out.stderr.contains("ErrImagePull"),
+        "{out:?}"
+    );
+    // A timeout is exit 6.
+    let out = world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:neverready",
+            "--timeout=1s",
+        ])
+        .await;
+    assert_eq!(out.code, 6, "{out:?}");
+    // One slot: the other is created as a copy.
+    let world = World::new(&[&CONTRACT
+        .split("\n---\n")
+        .filter(|d| !d.contains("name: shop-green"))
+        .collect::<Vec<_>>()
+        .join("\n---\n")])
+    .await;
+    ok(&world
+        .plugin(&["set-image", "shop", "*=registry.example.com/shop/web:2.0"])
+        .await);
+    let green = world
+        .sim
+        .get("deployments", "default", "shop-green")
+        .unwrap();
+    assert_eq!(green["spec"]["replicas"], 3);
+    assert_eq!(
+        green["spec"]["selector"]["matchLabels"]["bluegreen.io/color"],
+        "green"
+    );
+    let images: Vec<&str> = green["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        images,
+        [
+            "registry.example.com/shop/web:2.0",
+            "registry.example.com/shop/web:2.0"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_slot_is_scaled_down_only_after_endpoints_moved() {
+    let world = World::new(&[CONTRACT]).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    world.sim.cluster().set_timing(Timing {
+        endpoint_delay: Duration::from_secs(1),
+        ..Timing::default()
+    });
+    let child = tokio::spawn({
+        let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+        let kc = world.kubeconfig();
+        async move {
+            tokio::process::Command::new(bin)
+                .args(["promote", "shop", "--scale-down-old=0s"])
+                .env("KUBECONFIG", kc)
+                .output()
+                .await
+                .unwrap()
+        }
+    });
+    // At the first moment blue is scaled down, shop's endpoints must already be all green.
+    let mut violated = None;
+    world
+        .sim
+        .wait_for("blue scaled down", Duration::from_secs(30), |s| {
+            let blue = s.get("deployments", "default", "shop-blue").unwrap();
+            if blue["spec"]["replicas"] != 0 {
+                return false;
+            }
+            let ready: Vec<String> = s
+                .list("endpointslices", "default")
+                .iter()
+                .filter(|e| e["metadata"]["labels"]["kubernetes.io/service-name"] == "shop")
+                .flat_map(|e| e["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .map(|e| e["targetRef"]["name"].as_str().unwrap().to_string())
+                .collect();
+            if ready.is_empty() || ready.iter().any(|p| !p.starts_with("shop-green-")) {
+                violated = Some(ready);
+            }
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        violated, None,
+        "rule 4: scaled down while the Service still routed to these"
+    );
+    let out = child.await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lease_stops_a_second_operator_and_an_expired_one_is_taken_over() {
+    let world = World::new(&[CONTRACT]).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    let now = jiff::Timestamp::now();
+    let lease = |renewed: jiff::Timestamp| {
+        format!(
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {{name: bluegreen-shop}}\nspec: {{holderIdentity: alice@laptop/42, leaseDurationSeconds: 15, acquireTime: \"{}\", renewTime: \"{}\"}}\n",
+            renewed.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+            renewed.strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        )
+    };
+    world.sim.apply_yaml("default", &lease(now)).unwrap();
+    world.sim.cluster().clear_request_log();
+    let out = world.plugin(&["promote", "shop"]).await;
+    assert_eq!(out.code, 5, "{out:?}");
+    assert!(
+        out.stderr.contains("locked by alice@laptop/42 since"),
+        "{out:?}"
+    );
+    assert!(app_writes(&world.sim.cluster().request_log()).is_empty());
+    // A holder that stopped renewing a minute ago (a killed process): taken over.
+    world
+        .sim
+        .apply_yaml("default", &lease(now - jiff::SignedDuration::from_secs(60)))
+        .unwrap();
+    assert_eq!(
+        ok(&world.plugin(&["promote", "shop"]).await),
+        "promoted shop: blue → green\n"
+    );
+    let l = world
+        .sim
+        .get("leases", "default", "bluegreen-shop")
+        .unwrap();
+    assert!(
+        l["spec"]["holderIdentity"].is_null(),
+        "released at the end: {l}"
+    );
+    assert_eq!(l["spec"]["leaseTransitions"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_concurrent_promotes_switch_exactly_once() {
+    let world = World::new(&[CONTRACT]).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    // The winner holds the lock while the endpoints converge.
+    world.sim.cluster().set_timing(Timing {
+        endpoint_delay: Duration::from_secs(2),
+        ..Timing::default()
+    });
+    let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let kc = world.kubeconfig();
+        tasks.push(tokio::spawn(async move {
+            tokio::process::Command::new(bin)
+                .args(["promote", "shop"])
+                .env("KUBECONFIG", kc)
+                .output()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        let o = t.await.unwrap();
+        codes.push(o.status.code().unwrap());
+        if o.status.code() == Some(5) {
+            assert!(
+                String::from_utf8_lossy(&o.stderr).contains("is locked by sim-admin@"),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    codes.sort();
+    assert_eq!(codes, [0, 5, 5, 5, 5, 5, 5, 5]);
+    assert_eq!(history(&world, "shop").len(), 1, "exactly one switch");
+    let service_writes = writes(&world.sim.cluster().request_log())
+        .iter()
+        .filter(|w| w.ends_with("/services/shop"))
+        .count();
+    assert_eq!(service_writes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_runs_change_nothing() {
+    let world = World::new(&[CONTRACT]).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    let snapshot = |w: &World| -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for kind in ["deployments", "services", "leases", "events"] {
+            for o in w.sim.list(kind, "default") {
+                v.push((
+                    format!("{kind}/{}", o["metadata"]["name"].as_str().unwrap()),
+                    o["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                ));
+            }
+        }
+        v
+    };
+    let before = snapshot(&world);
+    world.sim.cluster().clear_request_log();
+    let out = world.plugin(&["promote", "shop", "--dry-run=client"]).await;
+    let text = ok(&out);
+    assert!(
+        text.starts_with(
+            "Plan: promote shop (blue → green) in namespace default\nPreconditions checked:\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  1. patch service/shop: switch traffic: select bluegreen.io/color=green\n     {\"metadata\":"), "{text}");
+    let out = world
+        .plugin(&["promote", "shop", "--dry-run=client", "-o", "json"])
+        .await;
+    let plan: Value = serde_json::from_str(ok(&out)).unwrap();
+    assert_eq!(
+        (plan["kind"].as_str(), plan["steps"][0]["step"].as_str()),
+        (Some("Plan"), Some("patchService"))
+    );
+    let out = world.plugin(&["promote", "shop", "--dry-run=server"]).await;
+    let text = ok(&out);
+    assert!(
+        text.contains("server dry run: nothing was changed"),
+        "{text}"
+    );
+    assert!(text.contains("would store: {\"annotations\""), "{text}");
+    let out = world.plugin(&["abort", "shop", "--dry-run=server"]).await;
+    ok(&out);
+    let out = world
+        .plugin(&["set-image", "shop", "web=x:9", "--dry-run=server"])
+        .await;
+    ok(&out);
+    let dry_writes: Vec<LogEntry> = world
+        .sim
+        .cluster()
+        .request_log()
+        .into_iter()
+        .filter(|e| e.method == "PATCH")
+        .collect();
+    assert!(
+        !dry_writes.is_empty() && dry_writes.iter().all(|e| e.query.contains("dryRun=All")),
+        "{dry_writes:#?}"
+    );
+    assert_eq!(snapshot(&world), before, "every resourceVersion unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_reaches_times_out_or_gives_up() {
+    let world = World::new(&[CONTRACT]).await;
+    realistic(&world).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+            "--no-wait",
+        ])
+        .await);
+    assert_eq!(
+        ok(&world
+            .plugin(&["wait", "shop", "--for=preview-ready", "--timeout=30s"])
+            .await),
+        "shop: preview-ready reached\n"
+    );
+    assert_eq!(
+        ok(&world.plugin(&["wait", "shop", "--for=switched"]).await),
+        "shop: switched reached\n"
+    );
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:crashloop",
+            "--no-wait",
+        ])
+        .await);
+    let out = world
+        .plugin(&["wait", "shop", "--for=converged", "--timeout=30s"])
+        .await;
+    assert_eq!(out.code, 4, "unreachable: {out:?}");
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:neverready",
+            "--no-wait",
+        ])
+        .await);
+    let out = world
+        .plugin(&["wait", "shop", "--for=preview-ready", "--timeout=1s"])
+        .await;
+    assert_eq!(out.code, 6, "timed out: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_end_correct_or_cleanly_failed() {
+    let world = World::new(&[CONTRACT]).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    let c = world.sim.cluster();
+    // A 409 on the switch: re-read, re-plan, switch once.
+    c.add_fault(
+        Fault::new("patch", "services", FaultAction::Status(409))
+            .named("shop")
+            .times(1),
+    );
+    // 429/503 are retried by the client; dropped watches are re-established.
+    c.add_fault(Fault::new(
+        "list",
+        "deployments",
+        FaultAction::Sequence([429, 503, 0].into()),
+    ));
+    c.set_watch_faults(bluegreen_sim::WatchFaults {
+        close_after_events: Some(1),
+        close_after: None,
+    });
+    assert_eq!(
+        ok(&world.plugin(&["promote", "shop"]).await),
+        "promoted shop: blue → green\n"
+    );
+    assert_eq!(history(&world, "shop").len(), 1);
+    c.clear_faults();
+    // 403 on the switch: one line naming verb and resource, nothing half-done.
+    c.add_fault(Fault::new("patch", "services", FaultAction::Forbidden));
+    let out = world.plugin(&["abort", "shop"]).await;
+    assert_eq!(out.code, 4, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot patch resource \"services\""),
+        "{out:?}"
+    );
+    assert_eq!(
+        selector_color(&world, "shop", "bluegreen.io/color"),
+        "green"
+    );
+    c.clear_faults();
+    // A 500 mid-way (the preview Service): the re-run finishes the job.
+    c.add_fault(
+        Fault::new("patch", "services", FaultAction::Status(500))
+            .named("shop-preview")
+            .times(1),
+    );
+    let out = world.plugin(&["abort", "shop"]).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(
+        errors,
+        ["error: failed to patch service shop-preview: Internal error occurred: injected fault"],
+        "{out:?}"
+    );
+    assert_eq!(
+        selector_color(&world, "shop", "bluegreen.io/color"),
+        "blue",
+        "the switch itself happened"
+    );
+    assert_eq!(
+        ok(&world.plugin(&["abort", "shop"]).await),
+        "abort of shop was already done; finished the remaining steps: green → blue\n"
+    );
+    assert_eq!(
+        selector_color(&world, "shop-preview", "bluegreen.io/color"),
+        "green"
+    );
+    assert_eq!(replicas(&world, "shop-green"), 0);
+}
