@@ -1,7 +1,8 @@
 //! The app's lock: a `coordination.k8s.io/v1` Lease named `bluegreen-<app>` in the app's
 //! namespace, held as `user@host/pid` and renewed while a command runs. A second operator
 //! is told who holds it since when; a Lease whose holder stopped renewing (a killed
-//! process) expires and is taken over. Every Lease write is guarded by its
+//! process) expires and is taken over — at once when the holder was a process of this
+//! machine that no longer exists. Every Lease write is guarded by its
 //! resourceVersion, so two takers cannot both win.
 
 use crate::error::{Error, Result};
@@ -35,6 +36,26 @@ fn expired(spec: &LeaseSpec) -> bool {
     };
     let secs = spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS) as i64;
     jiff::Timestamp::now().as_second() > renewed.0.as_second() + secs
+}
+
+/// Whether the holder is a process of this machine that no longer exists (a killed
+/// command): its Lease need not be waited out. Only decidable where /proc exists.
+fn holder_is_dead_local_process(holder: &str) -> bool {
+    let Some((user_host, pid)) = holder.rsplit_once('/') else {
+        return false;
+    };
+    let Some((_, host)) = user_host.rsplit_once('@') else {
+        return false;
+    };
+    let here = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let proc = std::path::Path::new("/proc");
+    host == here
+        && proc.join("self").exists()
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|p| p != std::process::id() && !proc.join(p.to_string()).exists())
 }
 
 fn held_by(lease: &Lease) -> Option<String> {
@@ -108,7 +129,9 @@ pub async fn acquire(
         }
         Some(mut lease) => {
             let spec = lease.spec.clone().unwrap_or_default();
-            let free = held_by(&lease).is_none_or(|h| h == holder) || expired(&spec);
+            let free = held_by(&lease)
+                .is_none_or(|h| h == holder || holder_is_dead_local_process(&h))
+                || expired(&spec);
             if !free {
                 return Err(locked_error(app, &lease));
             }

@@ -729,3 +729,105 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
     );
     assert_eq!(replicas(&world, "shop-green"), 0);
 }
+
+/// Starts `args`, SIGKILLs it once the sim has completed `k` writes to the app's objects,
+/// and returns whether it was killed (false: it finished first).
+async fn kill_after_writes(world: &World, args: &[&str], k: usize) -> bool {
+    let c = world.sim.cluster();
+    c.clear_request_log();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+        .args(args)
+        .env("KUBECONFIG", world.kubeconfig())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    loop {
+        let lease_taken = writes(&c.request_log())
+            .iter()
+            .any(|w| w.contains("/leases"));
+        if lease_taken && app_writes(&c.request_log()).len() >= k {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+            return true;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_at_each_step_then_rerun_reaches_the_end_state() {
+    for k in 0..=3 {
+        let world = World::new(&[CONTRACT]).await;
+        ok(&world
+            .plugin(&[
+                "set-image",
+                "shop",
+                "web=registry.example.com/shop/web:1.5.0",
+            ])
+            .await);
+        world.sim.cluster().set_timing(Timing {
+            latency: Duration::from_millis(60),
+            endpoint_delay: Duration::from_millis(300),
+            ..Timing::default()
+        });
+        let killed =
+            kill_after_writes(&world, &["promote", "shop", "--scale-down-old=0s"], k).await;
+        assert!(killed, "promote finished before {k} writes");
+        let out = world
+            .plugin(&["promote", "shop", "--scale-down-old=0s"])
+            .await;
+        assert_eq!(out.code, 0, "re-run after a kill at write {k}: {out:?}");
+        assert_eq!(
+            selector_color(&world, "shop", "bluegreen.io/color"),
+            "green",
+            "k={k}"
+        );
+        assert_eq!(
+            selector_color(&world, "shop-preview", "bluegreen.io/color"),
+            "blue",
+            "k={k}"
+        );
+        assert_eq!(replicas(&world, "shop-blue"), 0, "k={k}");
+        assert_eq!(
+            history(&world, "shop").len(),
+            1,
+            "one switch recorded, k={k}"
+        );
+
+        // The same for abort, which first has to bring blue back.
+        let killed = kill_after_writes(&world, &["abort", "shop"], k).await;
+        assert!(killed, "abort finished before {k} writes");
+        let out = world.plugin(&["abort", "shop"]).await;
+        assert_eq!(
+            out.code, 0,
+            "abort re-run after a kill at write {k}: {out:?}"
+        );
+        assert_eq!(
+            selector_color(&world, "shop", "bluegreen.io/color"),
+            "blue",
+            "k={k}"
+        );
+        assert_eq!(
+            selector_color(&world, "shop-preview", "bluegreen.io/color"),
+            "green",
+            "k={k}"
+        );
+        assert_eq!(replicas(&world, "shop-blue"), 3, "k={k}");
+        assert_eq!(replicas(&world, "shop-green"), 0, "k={k}");
+        let actions: Vec<String> = history(&world, "shop")
+            .iter()
+            .map(|h| h["action"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(actions, ["abort", "promote"], "k={k}");
+        assert_eq!(
+            world.sim.list("deployments", "default").len(),
+            2,
+            "nothing deleted"
+        );
+    }
+}
