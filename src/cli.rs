@@ -105,6 +105,39 @@ Exit codes: 0 shown (problems are printed as warnings) · 3 app not found"
         after_help = "Examples:\n  kubectl bluegreen wait shop --for=preview-ready --timeout=10m\n  kubectl bluegreen wait shop --for=switched\n\nStates: preview-ready (the preview slot is rolled out and as large as the live one), switched (every Service serves only the live slot), converged (both).\nExit codes: 0 reached · 4 can no longer be reached (e.g. crash-looping pods) · 6 timed out"
     )]
     Wait(WaitArgs),
+    /// Adopt a plain Deployment + Service as a blue/green app, with no downtime.
+    #[command(
+        after_help = "Examples:\n  kubectl bluegreen init nginx-svc\n  kubectl bluegreen init web --color-label version --dry-run=client\n\n\
+Creates the blue slot as a copy of the one Deployment the Service selects, waits until it is\n\
+available, adds the color to the Service's selector, verifies the endpoints, creates the\n\
+green slot at 0 replicas, and scales the original to 0 (annotated, never deleted).\n\
+Exit codes: 0 adopted (or already) · 3 Service not found · 4 none or several Deployments selected · 5 locked"
+    )]
+    Init(InitArgs),
+    /// Print the shell completion script for kubectl-bluegreen.
+    #[command(
+        after_help = "Examples:\n  source <(kubectl-bluegreen completion bash)\n  kubectl-bluegreen completion zsh > \"${fpath[1]}/_kubectl-bluegreen\"\n\n\
+For `kubectl bluegreen <TAB>` (kubectl 1.26 or later), put the kubectl_complete-bluegreen\n\
+helper shipped with the plugin on your PATH: kubectl asks it for candidates."
+    )]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the plugin's version and the server's.
+    Version {
+        /// Only the plugin's version (no cluster needed).
+        #[arg(long)]
+        client: bool,
+        #[arg(short = 'o', long, value_enum)]
+        output: Option<ResultOutput>,
+    },
+    /// Candidates for kubectl's plugin completion (called by kubectl_complete-bluegreen).
+    #[command(name = "__complete", hide = true)]
+    Complete {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +222,17 @@ pub struct AbortArgs {
     /// Keep the aborted slot running (default: scale it to 0 once traffic is back).
     #[arg(long)]
     pub keep: bool,
+    #[command(flatten)]
+    pub opts: MutateOpts,
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// The Service to adopt.
+    pub service: String,
+    /// Color label key to adopt with (default bluegreen.io/color; recorded on the Service).
+    #[arg(long, value_name = "KEY")]
+    pub color_label: Option<String>,
     #[command(flatten)]
     pub opts: MutateOpts,
 }

@@ -27,6 +27,23 @@ use std::io::IsTerminal;
 
 /// Runs one parsed command line against the cluster, writing to stdout.
 pub async fn run(cli: Cli) -> Result<()> {
+    // These need no cluster.
+    match &cli.command {
+        Command::Completion { shell } => {
+            cmd::completion::generate(*shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::Complete { words } => {
+            let text = cmd::completion::complete(words).await;
+            print!("{text}");
+            return Ok(());
+        }
+        Command::Version {
+            client: true,
+            output,
+        } => return cmd::version::run(None, output.map(format_of)).await,
+        _ => {}
+    }
     let conn = connect::connect(&cli.global).await?;
     let tty = std::io::stdout().is_terminal();
     let machine_output = match &cli.command {
@@ -37,6 +54,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Promote(a) => a.opts.output.is_some(),
         Command::Abort(a) => a.opts.output.is_some(),
         Command::Wait(_) => false,
+        Command::Init(a) => a.opts.output.is_some(),
+        Command::Version { output, .. } => output.is_some(),
+        Command::Completion { .. } | Command::Complete { .. } => true,
     };
     let color = tty && !machine_output && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut env = env::Env {
@@ -55,5 +75,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Promote(a) => cmd::promote::run(&mut env, a).await,
         Command::Abort(a) => cmd::abort::run(&mut env, a).await,
         Command::Wait(a) => cmd::wait::run(&mut env, a).await,
+        Command::Init(a) => cmd::init::run(&mut env, a).await,
+        Command::Version { output, .. } => {
+            cmd::version::run(Some(&mut env), output.map(format_of)).await
+        }
+        Command::Completion { .. } | Command::Complete { .. } => Ok(()),
+    }
+}
+
+fn format_of(o: cli::ResultOutput) -> render::Format {
+    match o {
+        cli::ResultOutput::Json => render::Format::Json,
+        cli::ResultOutput::Yaml => render::Format::Yaml,
     }
 }

@@ -654,6 +654,47 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
 
 // ------------------------------------------------------------------ set-image
 
+/// A copy of a Deployment as a slot of `color`: identity, status and revision stripped,
+/// the color label set on its labels, selector and pod template.
+fn copy_as_slot(
+    mut d: Value,
+    name: &str,
+    namespace: &str,
+    color_label: &str,
+    color: &str,
+    replicas: i32,
+) -> Value {
+    d["metadata"] = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": d["metadata"]["labels"],
+        "annotations": d["metadata"]["annotations"],
+    });
+    if let Some(a) = d["metadata"]["annotations"].as_object_mut() {
+        a.retain(|k, _| {
+            !k.starts_with("deployment.kubernetes.io/")
+                && k != "kubectl.kubernetes.io/last-applied-configuration"
+                && !k.starts_with("bluegreen.io/")
+        });
+    }
+    for path in [
+        "/metadata/labels",
+        "/spec/selector/matchLabels",
+        "/spec/template/metadata/labels",
+    ] {
+        if let Some(m) = d.pointer_mut(path).and_then(Value::as_object_mut) {
+            m.insert(color_label.to_string(), json!(color));
+        } else if path == "/metadata/labels" {
+            d["metadata"]["labels"] = json!({color_label: color});
+        }
+    }
+    d["spec"]["replicas"] = json!(replicas);
+    if let Some(m) = d.as_object_mut() {
+        m.remove("status");
+    }
+    d
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSpec {
     /// Container name, or `*` for every container.
@@ -830,7 +871,7 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
                     "--color {color:?} is not a valid label value"
                 )));
             }
-            let mut d = raw(&active.deployment)?;
+            let d = raw(&active.deployment)?;
             let name = match active.deployment.rfind(&live) {
                 Some(i) => format!(
                     "{}{color}{}",
@@ -853,37 +894,7 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
                 &req.images,
                 &active.deployment,
             )?;
-            // A copy of the live Deployment: identity, status and revision stripped.
-            d["metadata"] = json!({
-                "name": name,
-                "namespace": app.namespace,
-                "labels": d["metadata"]["labels"],
-                "annotations": d["metadata"]["annotations"],
-            });
-            if let Some(a) = d["metadata"]["annotations"].as_object_mut() {
-                a.retain(|k, _| {
-                    !k.starts_with("deployment.kubernetes.io/")
-                        && k != "kubectl.kubernetes.io/last-applied-configuration"
-                });
-            }
-            for path in [
-                "/metadata/labels",
-                "/spec/selector/matchLabels",
-                "/spec/template/metadata/labels",
-            ] {
-                if let Some(m) = d.pointer_mut(path).and_then(Value::as_object_mut)
-                    && m.contains_key(&app.color_label)
-                {
-                    m.insert(app.color_label.clone(), json!(color));
-                }
-            }
-            if d["metadata"]["labels"].is_null() {
-                d["metadata"]
-                    .as_object_mut()
-                    .expect("object")
-                    .remove("labels");
-            }
-            d["spec"]["replicas"] = json!(replicas);
+            let mut d = copy_as_slot(d, &name, &app.namespace, &app.color_label, &color, replicas);
             for (list, new) in [("containers", containers), ("initContainers", inits)] {
                 for c in d["spec"]["template"]["spec"][list]
                     .as_array_mut()
@@ -894,9 +905,6 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
                         c["image"] = n["image"].clone();
                     }
                 }
-            }
-            if let Some(m) = d.as_object_mut() {
-                m.remove("status");
             }
             plan.to = Some(color.clone());
             plan.preconditions.push(format!(
@@ -914,6 +922,227 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
             if req.wait {
                 plan.steps.push(Step::WaitRolledOut { deployment: name });
             }
+        }
+    }
+    Ok(plan)
+}
+
+// ------------------------------------------------------------------ init
+
+#[derive(Debug, Clone, Default)]
+pub struct InitRequest {
+    pub service: String,
+    /// Adopt with this color label key instead of `bluegreen.io/color`.
+    pub color_label: Option<String>,
+}
+
+pub const REPLACED_BY_ANNOTATION: &str = "bluegreen.io/replaced-by";
+
+/// Adopting a plain Deployment + Service: blue copy → wait → switch the Service (which
+/// then includes the color) → verify → green copy at 0 → the original scaled to 0 and
+/// annotated. Planned from whatever part is already done, so a re-run finishes it.
+pub fn init(snap: &Snapshot, namespace: &str, req: &InitRequest, actor: &Actor) -> Result<Plan> {
+    let svc = snap
+        .services
+        .iter()
+        .find(|s| {
+            s.metadata.namespace.as_deref() == Some(namespace)
+                && s.metadata.name.as_deref() == Some(req.service.as_str())
+        })
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "Service {} not found in namespace {namespace}",
+                req.service
+            ))
+        })?;
+    let annotations = svc.metadata.annotations.clone().unwrap_or_default();
+    let key = req
+        .color_label
+        .clone()
+        .or_else(|| annotations.get(model::COLOR_LABEL_ANNOTATION).cloned())
+        .unwrap_or_else(|| model::DEFAULT_COLOR_LABEL.to_string());
+    let mut selector = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .unwrap_or_default();
+    if selector.is_empty() {
+        return Err(Error::Precondition(format!(
+            "Service {} has no selector: there is nothing to adopt",
+            req.service
+        )));
+    }
+    let live = selector.remove(&key);
+    let adopted = live.is_some();
+    let in_ns = || {
+        snap.deployments
+            .iter()
+            .filter(|d| d.metadata.namespace.as_deref() == Some(namespace))
+    };
+    let labels_of = |d: &k8s_openapi::api::apps::v1::Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
+    };
+    let matches_base = |d: &&k8s_openapi::api::apps::v1::Deployment| {
+        let l = labels_of(d);
+        selector.iter().all(|(k, v)| l.get(k) == Some(v))
+    };
+    let originals: Vec<_> = in_ns()
+        .filter(matches_base)
+        .filter(|d| !labels_of(d).contains_key(&key))
+        .collect();
+    let slot = |color: &str| {
+        in_ns()
+            .filter(matches_base)
+            .find(|d| labels_of(d).get(&key).map(String::as_str) == Some(color))
+    };
+    let name_of =
+        |d: &k8s_openapi::api::apps::v1::Deployment| d.metadata.name.clone().unwrap_or_default();
+    let mut plan = Plan {
+        action: "init",
+        app: req.service.clone(),
+        namespace: namespace.to_string(),
+        outcome: Outcome::Change,
+        from: None,
+        to: Some("blue".into()),
+        preconditions: vec![],
+        steps: vec![],
+    };
+    if !adopted && originals.len() != 1 {
+        return Err(Error::Precondition(match originals.len() {
+            0 => format!(
+                "no Deployment's pods are selected by Service {}: nothing to adopt",
+                req.service
+            ),
+            _ => format!(
+                "{} Deployments are selected by Service {} ({}): adopt needs exactly one",
+                originals.len(),
+                req.service,
+                originals
+                    .iter()
+                    .map(|d| name_of(d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }));
+    }
+    let original = originals.first().copied();
+    let base_name = original.map(name_of).unwrap_or_else(|| req.service.clone());
+    let original_json = original
+        .map(|d| serde_json::to_value(d).map_err(|e| Error::Other(e.to_string())))
+        .transpose()?;
+    let replicas = original
+        .and_then(|d| d.spec.as_ref().and_then(|s| s.replicas))
+        .unwrap_or(1);
+    let blue_name = format!("{base_name}-blue");
+    let green_name = format!("{base_name}-green");
+    if adopted {
+        plan.outcome = Outcome::Finish;
+        plan.preconditions.push(format!(
+            "Service {} already selects {key}={}: finishing the adoption",
+            req.service,
+            live.as_deref().unwrap_or("")
+        ));
+    } else {
+        plan.preconditions.push(format!(
+            "Service {} selects exactly one Deployment: {base_name} ({replicas} replicas)",
+            req.service
+        ));
+    }
+    let live_color = live.clone().unwrap_or_else(|| "blue".into());
+    let live_deployment = slot(&live_color)
+        .map(name_of)
+        .unwrap_or_else(|| blue_name.clone());
+    if slot(&live_color).is_none() {
+        let source = original_json.clone().ok_or_else(|| {
+            Error::Precondition(format!(
+                "Service {} selects {key}={live_color} but no such Deployment exists",
+                req.service
+            ))
+        })?;
+        plan.steps.push(Step::CreateDeployment {
+            deployment: blue_name.clone(),
+            body: copy_as_slot(source, &blue_name, namespace, &key, "blue", replicas),
+            why: format!(
+                "the blue slot: a copy of {base_name} with {key}=blue, {replicas} replica(s)"
+            ),
+        });
+    }
+    if !adopted {
+        plan.steps.push(Step::WaitRolledOut {
+            deployment: blue_name.clone(),
+        });
+        let history = vec![HistoryEntry {
+            action: "init".into(),
+            from: String::new(),
+            to: "blue".into(),
+            images: vec![],
+            at: actor.now.clone(),
+            by: actor.user.clone(),
+            from_revision: None,
+            to_revision: None,
+        }];
+        let mut ann = json!({model::HISTORY_ANNOTATION: serde_json::to_string(&history).map_err(|e| Error::Other(e.to_string()))?});
+        if key != model::DEFAULT_COLOR_LABEL {
+            ann[model::COLOR_LABEL_ANNOTATION] = json!(key);
+        }
+        plan.steps.push(Step::PatchService {
+            service: req.service.clone(),
+            patch: json!({"metadata": {"resourceVersion": svc.metadata.resource_version, "annotations": ann}, "spec": {"selector": {key.clone(): "blue"}}}),
+            why: format!("select {key}=blue: traffic moves to the blue slot's (ready) pods"),
+        });
+    }
+    plan.steps.push(Step::WaitServing {
+        services: vec![req.service.clone()],
+        deployment: live_deployment,
+        color: live_color.clone(),
+    });
+    let other = if live_color == "blue" {
+        "green"
+    } else {
+        "blue"
+    };
+    if slot(other).is_none()
+        && let Some(source) = original_json
+            .clone()
+            .or_else(|| slot(&live_color).and_then(|d| serde_json::to_value(d).ok()))
+    {
+        let name = if other == "green" {
+            green_name.clone()
+        } else {
+            blue_name.clone()
+        };
+        plan.steps.push(Step::CreateDeployment {
+            deployment: name.clone(),
+            body: copy_as_slot(source, &name, namespace, &key, other, 0),
+            why: format!("the {other} slot, idle at 0 replicas"),
+        });
+    }
+    if let Some(o) = original {
+        let already = o
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(REPLACED_BY_ANNOTATION));
+        if o.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) > 0 || !already {
+            let mut ann = o.metadata.annotations.clone().unwrap_or_default();
+            ann.insert(
+                REPLACED_BY_ANNOTATION.into(),
+                format!("{blue_name},{green_name}"),
+            );
+            plan.steps.push(Step::ScaleDeployment {
+                deployment: base_name.clone(),
+                replicas: 0,
+                patch: json!([
+                    {"op": "test", "path": "/metadata/generation", "value": o.metadata.generation.unwrap_or(0)},
+                    {"op": "replace", "path": "/spec/replicas", "value": 0},
+                    {"op": "add", "path": "/metadata/annotations", "value": ann},
+                ]),
+                why: format!("the original is replaced by {blue_name} and {green_name} (kept, annotated, never deleted)"),
+            });
         }
     }
     Ok(plan)

@@ -2,12 +2,15 @@
 //! plan → apply → verify). The only place that knows verbs.
 
 pub mod abort;
+pub mod completion;
 pub mod history;
+pub mod init;
 pub mod list;
 pub mod mutate;
 pub mod promote;
 pub mod set_image;
 pub mod status;
+pub mod version;
 pub mod wait;
 pub mod watch;
 

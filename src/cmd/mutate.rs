@@ -100,25 +100,35 @@ pub fn render_plan(plan: &Plan) -> String {
     out
 }
 
-/// Observes one app in the namespace.
-async fn observe_app(env: &Env, name: &str) -> Result<(App, Snapshot)> {
-    let ns = &env.conn.namespace;
-    let snap = observe::snapshot(
+/// Reads the namespace the command acts in.
+async fn observe(env: &Env) -> Result<Snapshot> {
+    observe::snapshot(
         &env.conn.client,
-        &Scope::Namespace(ns.clone()),
+        &Scope::Namespace(env.conn.namespace.clone()),
         env.conn.request_timeout,
     )
-    .await?;
-    let app = cmd::find_app(model::build(&snap), &snap, ns, name)?;
-    Ok((app, snap))
+    .await
 }
 
-/// Runs a mutating command on one app: `plan_for` is the verb's pure planner.
+/// Adapts an app planner to a snapshot planner: finds the app first (exit 3 if absent).
+pub fn for_app<'a>(
+    namespace: &'a str,
+    name: &'a str,
+    plan_for: impl Fn(&App, &Snapshot, &Actor) -> Result<Plan> + 'a,
+) -> impl Fn(&Snapshot, &Actor) -> Result<Plan> + 'a {
+    move |snap, actor| {
+        let app = cmd::find_app(model::build(snap), snap, namespace, name)?;
+        plan_for(&app, snap, actor)
+    }
+}
+
+/// Runs a mutating command under the Lease of `lock` (the app's name): `plan_for` is
+/// the verb's pure planner, re-run on a fresh snapshot after a 409.
 pub async fn run(
     env: &mut Env,
-    app_name: &str,
+    lock: &str,
     opts: &MutateOpts,
-    plan_for: impl Fn(&App, &Snapshot, &Actor) -> Result<Plan>,
+    plan_for: impl Fn(&Snapshot, &Actor) -> Result<Plan>,
 ) -> Result<()> {
     let user = whoami(env).await;
     let actor = || Actor {
@@ -129,8 +139,8 @@ pub async fn run(
             .unwrap_or_default(),
     };
     if opts.dry_run == DryRunMode::Client {
-        let (app, snap) = observe_app(env, app_name).await?;
-        let plan = plan_for(&app, &snap, &actor())?;
+        let snap = observe(env).await?;
+        let plan = plan_for(&snap, &actor())?;
         let text = match opts.output {
             Some(o) => render::document(
                 &ResultDoc {
@@ -149,8 +159,8 @@ pub async fn run(
     }
     // Refusals come before any write: a plan that cannot be made takes no lock either.
     {
-        let (app, snap) = observe_app(env, app_name).await?;
-        plan_for(&app, &snap, &actor())?;
+        let snap = observe(env).await?;
+        plan_for(&snap, &actor())?;
     }
     let dry = if opts.dry_run == DryRunMode::Server {
         DryRun::Server
@@ -171,7 +181,7 @@ pub async fn run(
                 lease::acquire(
                     &client,
                     &ns,
-                    app_name,
+                    lock,
                     &format!("{user}@{host}/{}", std::process::id()),
                 )
                 .await?,
@@ -182,8 +192,8 @@ pub async fn run(
     let work = async {
         let mut attempt = 0;
         loop {
-            let (app, snap) = observe_app(env, app_name).await?;
-            let plan = plan_for(&app, &snap, &actor())?;
+            let snap = observe(env).await?;
+            let plan = plan_for(&snap, &actor())?;
             let applier = Applier {
                 client: &client,
                 namespace: &ns,
@@ -310,8 +320,9 @@ pub async fn run_selected(
     }
     let mut rows = Vec::new();
     let mut worst = 0u8;
+    let ns = env.conn.namespace.clone();
     for name in &names {
-        let r = run(env, name, opts, plan_for).await;
+        let r = run(env, name, opts, for_app(&ns, name, plan_for)).await;
         let (code, message) = match &r {
             Ok(()) => (0, "ok".to_string()),
             Err(e) => (e.exit_code(), e.to_string()),

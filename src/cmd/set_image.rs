@@ -21,8 +21,9 @@ pub async fn run(env: &mut Env, args: &SetImageArgs) -> Result<()> {
             "--replicas {r}: must be 0 or more"
         )));
     }
-    mutate::run(env, &args.app, &args.opts, |app, snap, _actor| {
+    let ns = env.conn.namespace.clone();
+    let plan_for = mutate::for_app(&ns, &args.app, |app, snap, _actor| {
         plan::set_image(app, snap, &req)
-    })
-    .await
+    });
+    mutate::run(env, &args.app, &args.opts, plan_for).await
 }

@@ -57,6 +57,19 @@ fn past_tense(action: &str) -> String {
 
 /// `green ← blue promoted 2h ago by alice`.
 pub fn describe_switch(h: &HistoryEntry, now: jiff::Timestamp) -> String {
+    if h.from.is_empty() {
+        let by = if h.by.is_empty() {
+            String::new()
+        } else {
+            format!(" by {}", h.by)
+        };
+        return format!(
+            "{} {} {} ago{by}",
+            h.to,
+            past_tense(&h.action),
+            age(Some(&h.at), now)
+        );
+    }
     let mut s = format!(
         "{} ← {} {} {} ago",
         h.to,

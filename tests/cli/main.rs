@@ -4,6 +4,7 @@
 //!
 //! Set `BLESS=1` to rewrite the golden files after an intended change.
 
+mod adopt;
 mod connect;
 mod golden;
 mod plugin;

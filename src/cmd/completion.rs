@@ -1,0 +1,154 @@
+//! Shell completion: `completion bash|zsh|fish|powershell` (clap_complete, for the
+//! `kubectl-bluegreen` binary), and the hidden `__complete` that the
+//! `kubectl_complete-bluegreen` helper calls so that kubectl (≥ 1.26) completes
+//! `kubectl bluegreen <TAB>`: kubectl passes the words after the plugin name and expects
+//! cobra's answer, one candidate per line (`value<TAB>description`), then `:<directive>`.
+
+use crate::cli::{Cli, GlobalOpts};
+use crate::connect;
+use crate::model;
+use crate::observe::{self, Scope};
+use clap::CommandFactory;
+
+/// cobra's ShellCompDirectiveNoFileComp.
+const NO_FILE_COMP: u8 = 4;
+
+pub fn generate(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "kubectl-bluegreen", out);
+}
+
+/// The connection flags among the words typed so far.
+fn global_opts(words: &[String]) -> GlobalOpts {
+    let mut g = GlobalOpts::default();
+    let mut it = words.iter();
+    while let Some(w) = it.next() {
+        let (flag, inline) = match w.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (w.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next().cloned());
+        match flag {
+            "-n" | "--namespace" => g.namespace = value(),
+            "--context" => g.context = value(),
+            "--kubeconfig" => g.kubeconfig = value().map(Into::into),
+            "--cluster" => g.cluster = value(),
+            "--user" => g.user = value(),
+            _ => {}
+        }
+    }
+    g
+}
+
+/// Candidates for the words typed after `kubectl bluegreen`; the last is being completed.
+pub async fn candidates(words: &[String]) -> Vec<String> {
+    let current = words.last().map(String::as_str).unwrap_or("");
+    let cmd = Cli::command();
+    let typed: Vec<&String> = words[..words.len().saturating_sub(1)].iter().collect();
+    let sub = typed
+        .iter()
+        .find(|w| !w.starts_with('-'))
+        .map(|w| w.as_str());
+    let Some(sub) = sub else {
+        return cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name().starts_with(current))
+            .map(|s| {
+                format!(
+                    "{}\t{}",
+                    s.get_name(),
+                    s.get_about().map(|a| a.to_string()).unwrap_or_default()
+                )
+            })
+            .collect();
+    };
+    let Some(subcmd) = cmd.find_subcommand(sub) else {
+        return Vec::new();
+    };
+    if current.starts_with('-') {
+        return subcmd
+            .get_arguments()
+            .chain(cmd.get_arguments())
+            .filter_map(|a| {
+                a.get_long().map(|l| {
+                    (
+                        format!("--{l}"),
+                        a.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                    )
+                })
+            })
+            .filter(|(l, _)| l.starts_with(current))
+            .map(|(l, h)| format!("{l}\t{h}"))
+            .collect();
+    }
+    // The first positional of these commands is an app (or, for init, a Service).
+    let positionals_typed = typed
+        .iter()
+        .skip_while(|w| w.as_str() != sub)
+        .skip(1)
+        .filter(|w| !w.starts_with('-'))
+        .count();
+    if positionals_typed > 0
+        || ![
+            "status",
+            "history",
+            "set-image",
+            "promote",
+            "abort",
+            "wait",
+            "init",
+        ]
+        .contains(&sub)
+    {
+        return Vec::new();
+    }
+    let Ok(conn) = connect::connect(&global_opts(words)).await else {
+        return Vec::new();
+    };
+    let Ok(snap) = observe::snapshot(
+        &conn.client,
+        &Scope::Namespace(conn.namespace.clone()),
+        Some(std::time::Duration::from_secs(5)),
+    )
+    .await
+    else {
+        return Vec::new();
+    };
+    if sub == "init" {
+        // Services not yet adopted: a selector without a color label.
+        return snap
+            .services
+            .iter()
+            .filter(|s| {
+                s.spec
+                    .as_ref()
+                    .and_then(|p| p.selector.as_ref())
+                    .is_some_and(|sel| {
+                        !sel.is_empty() && !sel.contains_key(model::DEFAULT_COLOR_LABEL)
+                    })
+            })
+            .filter_map(|s| s.metadata.name.clone())
+            .filter(|n| n.starts_with(current))
+            .collect();
+    }
+    model::build(&snap)
+        .into_iter()
+        .filter(|a| a.name.starts_with(current))
+        .map(|a| {
+            format!(
+                "{}\tlive: {}",
+                a.name,
+                a.active_color.unwrap_or_else(|| "?".into())
+            )
+        })
+        .collect()
+}
+
+pub async fn complete(words: &[String]) -> String {
+    let mut out = String::new();
+    for c in candidates(words).await {
+        out.push_str(&c);
+        out.push('\n');
+    }
+    out.push_str(&format!(":{NO_FILE_COMP}\n"));
+    out
+}
