@@ -102,7 +102,7 @@ Exit codes: 0 shown (problems are printed as warnings) · 3 app not found"
     Abort(AbortArgs),
     /// Block until the app reaches a state (for CI scripts).
     #[command(
-        after_help = "Examples:\n  kubectl bluegreen wait shop --for=preview-ready --timeout=10m\n  kubectl bluegreen wait shop --for=switched\n\nStates: preview-ready (the preview slot is rolled out and as large as the live one), switched (every Service serves only the live slot), converged (both).\nExit codes: 0 reached · 4 can no longer be reached (e.g. crash-looping pods) · 6 timed out"
+        after_help = "Examples:\n  kubectl bluegreen wait shop --for=preview-ready --timeout=10m\n  kubectl bluegreen wait shop --for=switched\n\nStates: preview-ready (the preview slot is rolled out and as large as the live one), switched (every Service serves only the live slot), converged (switched, and every slot rolled out at its latest generation).\nExit codes: 0 reached · 4 can no longer be reached (e.g. crash-looping pods) · 6 timed out"
     )]
     Wait(WaitArgs),
     /// Adopt a plain Deployment + Service as a blue/green app, with no downtime.

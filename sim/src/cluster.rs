@@ -123,6 +123,47 @@ impl Fault {
     }
 }
 
+/// One RBAC policy rule (`rbac.authorization.k8s.io/v1` PolicyRule); `*` matches anything.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRule {
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub verbs: Vec<String>,
+    /// From a ClusterRole: also grants cluster-wide (all-namespaces) requests.
+    #[serde(skip)]
+    pub cluster_wide: bool,
+}
+
+impl PolicyRule {
+    fn allows(&self, verb: &str, group: &str, resource: &str) -> bool {
+        let any = |list: &[String], v: &str| list.iter().any(|x| x == "*" || x == v);
+        any(&self.verbs, verb) && any(&self.api_groups, group) && any(&self.resources, resource)
+    }
+}
+
+/// The rules of every Role/ClusterRole in a YAML document stream.
+pub fn rules_from_yaml(yaml: &str) -> Result<Vec<PolicyRule>, String> {
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_str_multiple(yaml).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for d in docs
+        .into_iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+    {
+        let mut rules: Vec<PolicyRule> =
+            serde_json::from_value(d["rules"].clone()).map_err(|e| e.to_string())?;
+        for r in &mut rules {
+            r.cluster_wide = d["kind"] == "ClusterRole";
+        }
+        out.extend(rules);
+    }
+    Ok(out)
+}
+
 /// Watch streams the server cuts short, to exercise client recovery.
 #[derive(Debug, Clone, Default)]
 pub struct WatchFaults {
@@ -166,6 +207,9 @@ pub struct Cluster {
     next_pod_ip: AtomicU32,
     next_node_port: AtomicU32,
     request_seq: std::sync::atomic::AtomicU64,
+    /// When set, only what these rules allow is permitted (403 otherwise), like a user
+    /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
+    rbac: RwLock<Option<Vec<PolicyRule>>>,
 }
 
 impl Cluster {
@@ -182,6 +226,7 @@ impl Cluster {
             next_pod_ip: AtomicU32::new(2),
             next_node_port: AtomicU32::new(30080),
             request_seq: std::sync::atomic::AtomicU64::new(0),
+            rbac: RwLock::new(None),
         }
     }
 
@@ -280,6 +325,28 @@ impl Cluster {
                 && f.resource.as_deref().is_none_or(|r| r == resource)
                 && f.name.as_deref().is_none_or(|n| n.is_empty() || n == name)
         })
+    }
+
+    /// Restricts the user to these rules (None: everything allowed).
+    pub fn set_rbac(&self, rules: Option<Vec<PolicyRule>>) {
+        *self.rbac.write().unwrap_or_else(|e| e.into_inner()) = rules;
+    }
+
+    /// Whether RBAC (if restricted) allows `verb` on `group`/`resource` (`plural[/sub]`);
+    /// `cluster_scope` for requests outside any namespace, which only ClusterRoles grant.
+    pub fn rbac_allows(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        cluster_scope: bool,
+    ) -> bool {
+        match &*self.rbac.read().unwrap_or_else(|e| e.into_inner()) {
+            None => true,
+            Some(rules) => rules
+                .iter()
+                .any(|r| (r.cluster_wide || !cluster_scope) && r.allows(verb, group, resource)),
+        }
     }
 
     /// The next tick of the request log's arrival/completion counter.

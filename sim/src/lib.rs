@@ -26,7 +26,9 @@ pub mod store;
 pub mod table;
 pub mod tls;
 
-pub use cluster::{Cluster, Fault, FaultAction, LogEntry, Timing, WatchFaults};
+pub use cluster::{
+    Cluster, Fault, FaultAction, LogEntry, PolicyRule, Timing, WatchFaults, rules_from_yaml,
+};
 
 use anyhow::Context;
 use hyper_util::rt::TokioIo;

@@ -285,6 +285,16 @@ async fn serve_resource(
         None => rt.plural.to_string(),
     };
     let name = t.name.clone().unwrap_or_default();
+    if !rt.is_review() && !c.rbac_allows(verb, rt.group, &fault_resource, t.namespace.is_none()) {
+        return Err(ApiError::forbidden(
+            rt,
+            &name,
+            &who.user,
+            verb,
+            t.sub.as_deref(),
+            t.namespace.as_deref(),
+        ));
+    }
     match c.check_faults(verb, &fault_resource, &name) {
         FaultOutcome::Pass => {}
         FaultOutcome::Fail(code) => {
@@ -762,7 +772,14 @@ fn review(c: &Cluster, who: &Who, rt: &ResourceType, mut body: Value) -> Value {
         resource = format!("{resource}/{sub}");
     }
     let name = attrs["name"].as_str().unwrap_or("");
-    let denied = c.would_forbid(verb, &resource, name);
+    let group = attrs["group"].as_str().unwrap_or("");
+    let denied = c.would_forbid(verb, &resource, name)
+        || !c.rbac_allows(
+            verb,
+            group,
+            &resource,
+            attrs["namespace"].as_str().is_none_or(str::is_empty),
+        );
     body["status"] = if denied {
         json!({"allowed": false})
     } else {

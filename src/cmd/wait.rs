@@ -23,7 +23,7 @@ pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
     .await?;
     let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;
     let work = async {
-        if matches!(args.for_, WaitFor::PreviewReady | WaitFor::Converged) {
+        if args.for_ == WaitFor::PreviewReady {
             let preview = app.slot(Role::Preview).ok_or_else(|| {
                 Error::Precondition(format!("app {} has no preview slot", app.name))
             })?;
@@ -35,6 +35,12 @@ pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
                 )));
             }
             verify::rolled_out(&client, &ns, &preview.deployment, left(), &progress).await?;
+        }
+        if args.for_ == WaitFor::Converged {
+            // Nothing in flight: every slot rolled out at its latest generation.
+            for slot in &app.slots {
+                verify::rolled_out(&client, &ns, &slot.deployment, left(), &progress).await?;
+            }
         }
         if matches!(args.for_, WaitFor::Switched | WaitFor::Converged) {
             if app.services.iter().any(|s| s.color != app.active_color) {

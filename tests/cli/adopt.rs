@@ -164,3 +164,99 @@ async fn init_refuses_none_or_several_deployments_and_takes_a_custom_key() {
     assert_eq!(doc["colorLabel"], "version");
     assert_eq!(doc["slots"].as_array().unwrap().len(), 2);
 }
+
+const RBAC: &str = include_str!("../../deploy/rbac.yaml");
+
+fn role(name: &str) -> Vec<bluegreen_sim::PolicyRule> {
+    let doc = RBAC
+        .split("\n---\n")
+        .find(|d| d.contains(&format!("name: {name}\n")))
+        .unwrap();
+    bluegreen_sim::rules_from_yaml(doc).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_role_is_enough_for_the_whole_cycle() {
+    let world = World::new(&[crate::CONTRACT, PLAIN]).await;
+    world
+        .sim
+        .cluster()
+        .set_rbac(Some(role("bluegreen-operator")));
+    for args in [
+        vec!["init", "nginx-svc"],
+        vec![
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ],
+        vec!["promote", "shop"],
+        vec!["abort", "shop"],
+        vec!["wait", "shop", "--for=converged"],
+        vec!["status", "shop"],
+        vec!["list"],
+        vec!["history", "shop"],
+    ] {
+        let out = world.plugin(&args).await;
+        assert_eq!(out.code, 0, "{args:?} with the operator Role: {out:?}");
+    }
+    assert!(
+        world
+            .sim
+            .cluster()
+            .request_log()
+            .iter()
+            .all(|e| e.code != 403),
+        "nothing was denied"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_viewer_role_reads_and_every_write_fails_in_one_line() {
+    let world = World::new(&[crate::CONTRACT, PLAIN]).await;
+    // A preview ready to promote, so that promote gets as far as its first write.
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    world.sim.cluster().set_rbac(Some(role("bluegreen-viewer")));
+    for args in [
+        vec!["status", "shop"],
+        vec!["list"],
+        vec!["history", "shop"],
+    ] {
+        assert_eq!(world.plugin(&args).await.code, 0, "{args:?}");
+    }
+    let out = world.plugin(&["list", "-A"]).await;
+    assert_eq!(out.code, 4, "a namespaced Role does not cover -A: {out:?}");
+    world.sim.cluster().set_rbac(Some(
+        [
+            role("bluegreen-viewer"),
+            role("bluegreen-viewer-all-namespaces"),
+        ]
+        .concat(),
+    ));
+    assert_eq!(world.plugin(&["list", "-A"]).await.code, 0);
+    world.sim.cluster().set_rbac(Some(role("bluegreen-viewer")));
+    for args in [
+        vec!["set-image", "shop", "web=x:2"],
+        vec!["promote", "shop"],
+        vec!["abort", "shop"],
+        vec!["init", "nginx-svc"],
+    ] {
+        let out = world.plugin(&args).await;
+        assert_eq!(out.code, 4, "{args:?}: {out:?}");
+        let errors: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{out:?}");
+        assert!(
+            errors[0].contains("is forbidden: User \"sim-admin\" cannot"),
+            "{out:?}"
+        );
+    }
+}
