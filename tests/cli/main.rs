@@ -7,6 +7,7 @@
 mod adopt;
 mod connect;
 mod golden;
+mod krew;
 mod plugin;
 mod write;
 

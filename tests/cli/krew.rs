@@ -1,0 +1,283 @@
+//! Packaging: the krew manifest obeys krew's validation rules, and the archive installs
+//! the way `kubectl krew install --manifest … --archive …` installs it.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every rule krew's validator enforces on a plugin manifest.
+fn validate(manifest: &serde_json::Value, file_name: &str) -> Result<(), String> {
+    let m = manifest;
+    if m["apiVersion"] != "krew.googlecontainertools.github.com/v1alpha2" || m["kind"] != "Plugin" {
+        return Err("wrong apiVersion/kind".into());
+    }
+    let name = m["metadata"]["name"].as_str().ok_or("no name")?;
+    if format!("{name}.yaml") != file_name {
+        return Err(format!(
+            "file {file_name} does not match the plugin name {name}"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!("invalid plugin name {name}"));
+    }
+    let spec = &m["spec"];
+    let version = spec["version"].as_str().ok_or("no version")?;
+    let semver = version
+        .strip_prefix('v')
+        .ok_or("version must start with v")?;
+    let parts: Vec<&str> = semver
+        .split(['-', '+'])
+        .next()
+        .unwrap()
+        .split('.')
+        .collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
+        return Err(format!("{version} is not semver"));
+    }
+    let short = spec["shortDescription"]
+        .as_str()
+        .ok_or("no shortDescription")?;
+    if short.contains('\n') || short.len() > 100 {
+        return Err("shortDescription must be one short line".into());
+    }
+    if spec["homepage"]
+        .as_str()
+        .is_none_or(|h| !h.starts_with("https://"))
+        || spec["description"].as_str().is_none()
+    {
+        return Err("homepage and description are required".into());
+    }
+    let platforms = spec["platforms"]
+        .as_array()
+        .filter(|p| !p.is_empty())
+        .ok_or("no platforms")?;
+    let mut seen = std::collections::BTreeSet::new();
+    for p in platforms {
+        let labels = p["selector"]["matchLabels"]
+            .as_object()
+            .ok_or("selector without matchLabels")?;
+        if p["selector"].as_object().unwrap().len() != 1
+            || labels.keys().any(|k| k != "os" && k != "arch")
+        {
+            return Err("selectors may only use os and arch".into());
+        }
+        let key = (
+            labels["os"].as_str().unwrap_or("").to_string(),
+            labels["arch"].as_str().unwrap_or("").to_string(),
+        );
+        if !seen.insert(key.clone()) {
+            return Err(format!("overlapping selectors for {key:?}"));
+        }
+        let uri = p["uri"].as_str().ok_or("no uri")?;
+        if !uri.ends_with(".tar.gz") && !uri.ends_with(".zip") {
+            return Err(format!("uri {uri} is not a .tar.gz or .zip"));
+        }
+        let sha = p["sha256"].as_str().ok_or("no sha256")?;
+        if sha.len() != 64
+            || !sha
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        {
+            return Err(format!("sha256 {sha} is not 64 lowercase hex digits"));
+        }
+        let bin = p["bin"].as_str().ok_or("no bin")?;
+        if (key.0 == "windows") != bin.ends_with(".exe") {
+            return Err(format!("bin {bin} for {}", key.0));
+        }
+    }
+    Ok(())
+}
+
+fn crate_version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+#[test]
+fn the_release_bot_template_renders_to_a_valid_manifest_for_all_five_platforms() {
+    let template = std::fs::read_to_string(root().join(".krew.yaml")).unwrap();
+    let tag = format!("v{}", crate_version());
+    // What krew-release-bot does: fill in the tag, each uri and its sha256.
+    let rendered: String = template
+        .replace("{{ .TagName }}", &tag)
+        .lines()
+        .map(
+            |l| match l.trim_start().strip_prefix("{{ addURIAndSha \"") {
+                Some(rest) => {
+                    let uri = rest
+                        .split('"')
+                        .next()
+                        .unwrap()
+                        .replace("{{ .TagName }}", &tag);
+                    format!("    uri: {uri}\n    sha256: {}\n", "ab".repeat(32))
+                }
+                None => format!("{l}\n"),
+            },
+        )
+        .collect();
+    let m: serde_json::Value =
+        serde_saphyr::from_str(&rendered).unwrap_or_else(|e| panic!("not YAML: {e}\n{rendered}"));
+    validate(&m, "bluegreen.yaml").unwrap();
+    assert_eq!(
+        m["spec"]["version"],
+        tag.as_str(),
+        "the version matches Cargo.toml"
+    );
+    let mut platforms: Vec<String> = m["spec"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["selector"]["matchLabels"]["os"].as_str().unwrap(),
+                p["selector"]["matchLabels"]["arch"].as_str().unwrap()
+            )
+        })
+        .collect();
+    platforms.sort();
+    assert_eq!(
+        platforms,
+        [
+            "darwin/amd64",
+            "darwin/arm64",
+            "linux/amd64",
+            "linux/arm64",
+            "windows/amd64"
+        ]
+    );
+    for p in m["spec"]["platforms"].as_array().unwrap() {
+        let uri = p["uri"].as_str().unwrap();
+        assert!(
+            uri.contains(&format!("kubectl-bluegreen_{tag}_")),
+            "archives are named by Rust target triple: {uri}"
+        );
+    }
+}
+
+fn sha256_hex(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_packaged_archive_installs_like_krew_and_runs() {
+    let Some(kubectl) = crate::kubectl() else {
+        return;
+    };
+    let dist = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(root().join("scripts/package"))
+        .env("PROFILE", "debug")
+        .env("DIST", dist.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest_path = dist.path().join("bluegreen.yaml");
+    let m: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    validate(&m, "bluegreen.yaml").unwrap();
+    assert_eq!(m["spec"]["version"], format!("v{}", crate_version()));
+    let p = &m["spec"]["platforms"][0];
+    let archive = dist
+        .path()
+        .join(p["uri"].as_str().unwrap().rsplit('/').next().unwrap());
+    assert_eq!(
+        sha256_hex(&archive),
+        p["sha256"].as_str().unwrap(),
+        "krew checks the sha256 of the archive"
+    );
+    // krew: unpack into its store, link `bin` into its bin dir on the PATH.
+    let krew_root = tempfile::tempdir().unwrap();
+    let store = krew_root
+        .path()
+        .join("store/bluegreen")
+        .join(m["spec"]["version"].as_str().unwrap());
+    std::fs::create_dir_all(&store).unwrap();
+    assert!(
+        std::process::Command::new("tar")
+            .arg("-xzf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&store)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bin = p["bin"].as_str().unwrap();
+    assert!(store.join(bin).exists(), "bin {bin} is in the archive");
+    assert!(store.join("LICENSE").exists(), "LICENSE is in the archive");
+    assert!(store.join("kubectl_complete-bluegreen").exists());
+    let bin_dir = krew_root.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(store.join(bin), bin_dir.join("kubectl-bluegreen")).unwrap();
+    let path = format!("{}:{}", bin_dir.display(), "/usr/bin:/bin");
+    let kubectl_dir = Path::new(&kubectl)
+        .parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let path = if kubectl_dir.is_empty() {
+        path
+    } else {
+        format!("{path}:{kubectl_dir}")
+    };
+    let list = std::process::Command::new(&kubectl)
+        .args(["plugin", "list"])
+        .env("PATH", &path)
+        .env("HOME", krew_root.path())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains(&format!("{}/kubectl-bluegreen", bin_dir.display())),
+        "kubectl plugin list: {listed}{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    let v = std::process::Command::new(&kubectl)
+        .args(["bluegreen", "version", "--client"])
+        .env("PATH", &path)
+        .env("HOME", krew_root.path())
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with(&format!(
+        "Client Version: kubectl-bluegreen v{}",
+        crate_version()
+    )));
+}
+
+#[test]
+fn the_release_workflow_is_valid_yaml_building_all_five_targets() {
+    let wf: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap(),
+    )
+    .unwrap();
+    let targets: Vec<&str> = wf["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets.len(), 5);
+    assert!(
+        targets
+            .iter()
+            .filter(|t| t.contains("linux"))
+            .all(|t| t.ends_with("-musl")),
+        "static Linux binaries"
+    );
+}
