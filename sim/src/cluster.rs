@@ -210,6 +210,7 @@ pub struct Cluster {
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
+    traffic: std::sync::OnceLock<std::sync::Arc<crate::traffic::TrafficPlane>>,
 }
 
 impl Cluster {
@@ -227,6 +228,7 @@ impl Cluster {
             next_node_port: AtomicU32::new(30080),
             request_seq: std::sync::atomic::AtomicU64::new(0),
             rbac: RwLock::new(None),
+            traffic: std::sync::OnceLock::new(),
         }
     }
 
@@ -325,6 +327,16 @@ impl Cluster {
                 && f.resource.as_deref().is_none_or(|r| r == resource)
                 && f.name.as_deref().is_none_or(|n| n.is_empty() || n == name)
         })
+    }
+
+    /// Turns the traffic plane on: pods answer HTTP, Services get proxies.
+    pub fn enable_traffic(&self) {
+        let _ = self.traffic.set(Default::default());
+        self.kick();
+    }
+
+    pub fn traffic(&self) -> Option<&std::sync::Arc<crate::traffic::TrafficPlane>> {
+        self.traffic.get()
     }
 
     /// Restricts the user to these rules (None: everything allowed).

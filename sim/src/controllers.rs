@@ -42,6 +42,9 @@ pub async fn run(c: Arc<Cluster>) {
     let mut state = ControllerState::default();
     loop {
         let next = reconcile_until_stable(&c, &mut state);
+        if let Some(t) = c.traffic() {
+            t.reconcile(&c);
+        }
         match next {
             Some(at) => {
                 tokio::select! {

@@ -25,6 +25,7 @@ pub mod server;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod traffic;
 
 pub use cluster::{
     Cluster, Fault, FaultAction, LogEntry, PolicyRule, Timing, WatchFaults, rules_from_yaml,
@@ -295,6 +296,34 @@ impl Sim {
             have.sort();
             want == have
         })
+    }
+
+    /// The loopback address of a Service's proxy (traffic plane), once published.
+    pub async fn service_proxy(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> anyhow::Result<std::net::SocketAddr> {
+        self.wait_for(
+            &format!("proxy of service {namespace}/{service}"),
+            Duration::from_secs(10),
+            |s| {
+                s.get("services", namespace, service).is_some_and(|svc| {
+                    svc.pointer("/metadata/annotations/sim.bluegreen.io~1proxy")
+                        .is_some()
+                })
+            },
+        )
+        .await?;
+        let svc = self
+            .get("services", namespace, service)
+            .context("service vanished")?;
+        let addr = svc
+            .pointer("/metadata/annotations/sim.bluegreen.io~1proxy")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        addr.parse()
+            .with_context(|| format!("bad proxy address {addr:?}"))
     }
 
     /// Loads the demo scenario: the contract fixture in `default`, converged.

@@ -43,6 +43,10 @@ struct Args {
     /// Close every watch stream after this long.
     #[arg(long, value_parser = parse_duration)]
     watch_close_after: Option<Duration>,
+    /// Serve traffic: pods answer HTTP on loopback, each Service gets a loopback proxy
+    /// (address in its `sim.bluegreen.io/proxy` annotation).
+    #[arg(long)]
+    traffic: bool,
     /// Append one JSON line per served request to this file.
     #[arg(long)]
     request_log: Option<PathBuf>,
@@ -80,6 +84,9 @@ async fn main() -> anyhow::Result<()> {
             .append(true)
             .open(path)?;
         sim.cluster().set_log_file(f);
+    }
+    if args.traffic {
+        sim.cluster().enable_traffic();
     }
     if args.scenario == "demo" {
         // Converge fast, then switch to the requested timing.

@@ -4,11 +4,12 @@
 //!
 //! Set `BLESS=1` to rewrite the golden files after an intended change.
 
-mod adopt;
+pub mod adopt;
 mod connect;
 mod golden;
 mod krew;
 mod plugin;
+mod traffic;
 mod write;
 
 use bluegreen_sim::Sim;
