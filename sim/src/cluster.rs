@@ -211,6 +211,7 @@ pub struct Cluster {
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
     traffic: std::sync::OnceLock<std::sync::Arc<crate::traffic::TrafficPlane>>,
+    controllers_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -229,6 +230,7 @@ impl Cluster {
             request_seq: std::sync::atomic::AtomicU64::new(0),
             rbac: RwLock::new(None),
             traffic: std::sync::OnceLock::new(),
+            controllers_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -327,6 +329,16 @@ impl Cluster {
                 && f.resource.as_deref().is_none_or(|r| r == resource)
                 && f.name.as_deref().is_none_or(|n| n.is_empty() || n == name)
         })
+    }
+
+    /// Holds the controllers (e.g. while loading thousands of objects in bulk).
+    pub fn set_controllers_paused(&self, paused: bool) {
+        self.controllers_paused.store(paused, Ordering::SeqCst);
+        self.kick();
+    }
+
+    pub fn controllers_paused(&self) -> bool {
+        self.controllers_paused.load(Ordering::SeqCst)
     }
 
     /// Turns the traffic plane on: pods answer HTTP, Services get proxies.

@@ -41,6 +41,10 @@ pub struct ControllerState {
 pub async fn run(c: Arc<Cluster>) {
     let mut state = ControllerState::default();
     loop {
+        if c.controllers_paused() {
+            c.kicked.notified().await;
+            continue;
+        }
         let next = reconcile_until_stable(&c, &mut state);
         if let Some(t) = c.traffic() {
             t.reconcile(&c);

@@ -1,0 +1,220 @@
+//! The numbers in BENCHMARKS.md: `cargo bench --bench plugin` prints them as Markdown.
+//! Everything runs against the simulated cluster on loopback; wall times are medians of
+//! alternating runs, so a noisy neighbour hurts both sides alike.
+
+use bluegreen_sim::{LogEntry, Sim, Timing};
+use std::path::{Path, PathBuf};
+// (The release binary's size is measured from `cargo build --release`: the bench
+// profile writes to the same target/release directory with other settings.)
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const CONTRACT: &str = include_str!("../tests/fixtures/contract/app.yaml");
+const RUNS: usize = 15;
+
+struct Ctx {
+    sim: Sim,
+    dir: tempfile::TempDir,
+}
+
+impl Ctx {
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kubectl-bluegreen")
+}
+
+/// Wall time and peak RSS (KiB) of one run; panics on failure.
+fn run(program: &str, args: &[&str], kubeconfig: &Path) -> (Duration, i64) {
+    let start = Instant::now();
+    let child = Command::new(program)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", kubeconfig.parent().unwrap())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // wait4 gives this child's own peak RSS.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let took = start.elapsed();
+    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{program} {args:?} failed");
+    (took, usage.ru_maxrss)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+async fn world(fixtures: &[&str]) -> Ctx {
+    let sim = Sim::start().await.unwrap();
+    for f in fixtures {
+        sim.apply_yaml("default", f).unwrap();
+    }
+    sim.wait_converged("default").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sim.write_kubeconfig(&dir.path().join("kubeconfig")).unwrap();
+    Ctx { sim, dir }
+}
+
+fn requests(log: &[LogEntry]) -> usize {
+    log.len()
+}
+
+async fn count_requests(ctx: &Ctx, args: &[&str]) -> usize {
+    ctx.sim.cluster().clear_request_log();
+    let kc = ctx.kubeconfig();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(bin(), &a, &kc)
+    })
+    .await
+    .unwrap();
+    requests(&ctx.sim.cluster().request_log())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+
+    // 1. status vs the kubectl command a user would run, at 0 and 20 ms per request.
+    let ctx = world(&[CONTRACT]).await;
+    for latency in [0u64, 20] {
+        ctx.sim.cluster().set_timing(Timing { latency: Duration::from_millis(latency), ..Timing::default() });
+        let kc = ctx.kubeconfig();
+        let k = kubectl.clone();
+        let (ours, theirs) = tokio::task::spawn_blocking(move || {
+            // Warm both (kubectl's discovery cache, page cache).
+            run(bin(), &["status", "shop"], &kc);
+            run(&k, &["get", "deploy,svc,endpointslices"], &kc);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..RUNS {
+                a.push(run(bin(), &["status", "shop"], &kc).0);
+                b.push(run(&k, &["get", "deploy,svc,endpointslices"], &kc).0);
+            }
+            (median(a), median(b))
+        })
+        .await
+        .unwrap();
+        rows.push((
+            format!("`status shop` vs `kubectl get deploy,svc,endpointslices`, {latency} ms/request"),
+            format!("{} vs {}", ms(ours), ms(theirs)),
+            format!("{:.1}× faster", theirs.as_secs_f64() / ours.as_secs_f64()),
+        ));
+    }
+    ctx.sim.cluster().set_timing(Timing::default());
+    let startup = {
+        let kc = ctx.kubeconfig();
+        tokio::task::spawn_blocking(move || median((0..RUNS).map(|_| run(bin(), &["version", "--client"], &kc).0).collect()))
+            .await
+            .unwrap()
+    };
+    rows.push(("`version --client` (process start)".into(), ms(startup), String::new()));
+
+    // 2. Requests per command.
+    let status_reqs = count_requests(&ctx, &["status", "shop"]).await;
+    let list_reqs = count_requests(&ctx, &["list", "-A"]).await;
+    let set_image_reqs = count_requests(&ctx, &["set-image", "shop", "web=registry.example.com/shop/web:1.5.0"]).await;
+    let promote_reqs = count_requests(&ctx, &["promote", "shop"]).await;
+    let abort_reqs = count_requests(&ctx, &["abort", "shop"]).await;
+    rows.push((
+        "requests: status, list -A, set-image, promote, abort".into(),
+        format!("{status_reqs}, {list_reqs}, {set_image_reqs}, {promote_reqs}, {abort_reqs}"),
+        "incl. watches for waits".into(),
+    ));
+
+    // 3. promote: start to endpoints verified, minus the propagation delay.
+    let delay = Duration::from_millis(200);
+    let ctx = world(&[CONTRACT]).await;
+    ctx.sim.cluster().set_timing(Timing { endpoint_delay: delay, ..Timing::default() });
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        for args in [["set-image", "shop", "web=registry.example.com/shop/web:9.9"].as_slice(), &["promote", "shop"]] {
+            let kc = ctx.kubeconfig();
+            let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            let took = tokio::task::spawn_blocking(move || run(bin(), &a.iter().map(String::as_str).collect::<Vec<_>>(), &kc).0).await.unwrap();
+            if args[0] == "promote" {
+                times.push(took.saturating_sub(delay));
+            }
+        }
+        let kc = ctx.kubeconfig();
+        tokio::task::spawn_blocking(move || run(bin(), &["abort", "shop"], &kc)).await.unwrap();
+        // The next set-image is a new version each round.
+        let mut d = ctx.sim.get("deployments", "default", "shop-green").unwrap();
+        d["spec"]["template"]["metadata"]["annotations"] = serde_json::json!({"round": times.len().to_string()});
+        ctx.sim.apply_object("default", d).unwrap();
+        ctx.sim.wait_converged("default").await.unwrap();
+    }
+    rows.push(("promote: start → endpoints verified, minus 200 ms propagation".into(), ms(median(times)), "median of 5".into()));
+
+    // 4. status with 500 unrelated Deployments beside the app.
+    let ctx = world(&[CONTRACT]).await;
+    let mut yaml = String::new();
+    for i in 0..500 {
+        yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: other-{i}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: other-{i}}}}}\n  template:\n    metadata: {{labels: {{app: other-{i}}}}}\n    spec: {{containers: [{{name: c, image: other:1}}]}}\n"));
+    }
+    let kc = ctx.kubeconfig();
+    let alone = tokio::task::spawn_blocking({
+        let kc = kc.clone();
+        move || median((0..RUNS).map(|_| run(bin(), &["status", "shop"], &kc).0).collect())
+    })
+    .await
+    .unwrap();
+    ctx.sim.apply_yaml("default", &yaml).unwrap();
+    ctx.sim.wait_converged("default").await.unwrap();
+    let crowded = tokio::task::spawn_blocking(move || median((0..RUNS).map(|_| run(bin(), &["status", "shop"], &kc).0).collect())).await.unwrap();
+    let crowded_reqs = count_requests(&ctx, &["status", "shop"]).await;
+    rows.push(("`status` alone vs beside 500 unrelated Deployments".into(), format!("{} vs {}", ms(alone), ms(crowded)), format!("{crowded_reqs} requests either way")));
+
+    // 5. list -A over 2,000 apps (4,000 Deployments).
+    let sim = Sim::start().await.unwrap();
+    sim.cluster().set_controllers_paused(true);
+    for n in 0..20 {
+        let ns = format!("team-{n}");
+        sim.apply_yaml("", &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}")).unwrap();
+        let mut yaml = String::new();
+        for i in 0..100 {
+            let app = format!("app-{i}");
+            yaml.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec: {{selector: {{app: {app}, bluegreen.io/color: blue}}, ports: [{{port: 80}}]}}\n"));
+            for color in ["blue", "green"] {
+                yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {app}-{color}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {app}, bluegreen.io/color: {color}}}}}\n  template:\n    metadata: {{labels: {{app: {app}, bluegreen.io/color: {color}}}}}\n    spec: {{containers: [{{name: web, image: web:1}}]}}\n"));
+            }
+        }
+        sim.apply_yaml(&ns, &yaml).unwrap();
+    }
+    sim.cluster().set_controllers_paused(false);
+    sim.wait_for("4,000 ReplicaSets", Duration::from_secs(600), |s| s.cluster().store.list("replicasets", None).0.len() == 4000).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sim.write_kubeconfig(&dir.path().join("kubeconfig")).unwrap();
+    let kc = dir.path().join("kubeconfig");
+    sim.cluster().clear_request_log();
+    let (took, rss) = tokio::task::spawn_blocking({
+        let kc = kc.clone();
+        move || {
+            run(bin(), &["list", "-A"], &kc);
+            let runs: Vec<(Duration, i64)> = (0..5).map(|_| run(bin(), &["list", "-A"], &kc)).collect();
+            (median(runs.iter().map(|r| r.0).collect()), runs.iter().map(|r| r.1).max().unwrap())
+        }
+    })
+    .await
+    .unwrap();
+    let reqs = sim.cluster().request_log().len() / 6;
+    rows.push(("`list -A` over 2,000 apps (4,000 Deployments)".into(), format!("{} , peak RSS {:.1} MB", ms(took), rss as f64 / 1024.0), format!("{reqs} requests (pages of 500)")));
+
+    println!("| measure | result | note |\n|---|---|---|");
+    for (a, b, c) in rows {
+        println!("| {a} | {b} | {c} |");
+    }
+}
