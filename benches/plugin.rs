@@ -43,7 +43,10 @@ fn run(program: &str, args: &[&str], kubeconfig: &Path) -> (Duration, i64) {
     // wait4 gives this child's own peak RSS.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let took = start.elapsed();
-    assert!(pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{program} {args:?} failed");
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{program} {args:?} failed"
+    );
     (took, usage.ru_maxrss)
 }
 
@@ -63,7 +66,8 @@ async fn world(fixtures: &[&str]) -> Ctx {
     }
     sim.wait_converged("default").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    sim.write_kubeconfig(&dir.path().join("kubeconfig")).unwrap();
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
     Ctx { sim, dir }
 }
 
@@ -92,7 +96,10 @@ async fn main() {
     // 1. status vs the kubectl command a user would run, at 0 and 20 ms per request.
     let ctx = world(&[CONTRACT]).await;
     for latency in [0u64, 20] {
-        ctx.sim.cluster().set_timing(Timing { latency: Duration::from_millis(latency), ..Timing::default() });
+        ctx.sim.cluster().set_timing(Timing {
+            latency: Duration::from_millis(latency),
+            ..Timing::default()
+        });
         let kc = ctx.kubeconfig();
         let k = kubectl.clone();
         let (ours, theirs) = tokio::task::spawn_blocking(move || {
@@ -109,7 +116,9 @@ async fn main() {
         .await
         .unwrap();
         rows.push((
-            format!("`status shop` vs `kubectl get deploy,svc,endpointslices`, {latency} ms/request"),
+            format!(
+                "`status shop` vs `kubectl get deploy,svc,endpointslices`, {latency} ms/request"
+            ),
             format!("{} vs {}", ms(ours), ms(theirs)),
             format!("{:.1}× faster", theirs.as_secs_f64() / ours.as_secs_f64()),
         ));
@@ -117,16 +126,34 @@ async fn main() {
     ctx.sim.cluster().set_timing(Timing::default());
     let startup = {
         let kc = ctx.kubeconfig();
-        tokio::task::spawn_blocking(move || median((0..RUNS).map(|_| run(bin(), &["version", "--client"], &kc).0).collect()))
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || {
+            median(
+                (0..RUNS)
+                    .map(|_| run(bin(), &["version", "--client"], &kc).0)
+                    .collect(),
+            )
+        })
+        .await
+        .unwrap()
     };
-    rows.push(("`version --client` (process start)".into(), ms(startup), String::new()));
+    rows.push((
+        "`version --client` (process start)".into(),
+        ms(startup),
+        String::new(),
+    ));
 
     // 2. Requests per command.
     let status_reqs = count_requests(&ctx, &["status", "shop"]).await;
     let list_reqs = count_requests(&ctx, &["list", "-A"]).await;
-    let set_image_reqs = count_requests(&ctx, &["set-image", "shop", "web=registry.example.com/shop/web:1.5.0"]).await;
+    let set_image_reqs = count_requests(
+        &ctx,
+        &[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ],
+    )
+    .await;
     let promote_reqs = count_requests(&ctx, &["promote", "shop"]).await;
     let abort_reqs = count_requests(&ctx, &["abort", "shop"]).await;
     rows.push((
@@ -138,26 +165,48 @@ async fn main() {
     // 3. promote: start to endpoints verified, minus the propagation delay.
     let delay = Duration::from_millis(200);
     let ctx = world(&[CONTRACT]).await;
-    ctx.sim.cluster().set_timing(Timing { endpoint_delay: delay, ..Timing::default() });
+    ctx.sim.cluster().set_timing(Timing {
+        endpoint_delay: delay,
+        ..Timing::default()
+    });
     let mut times = Vec::new();
     for _ in 0..5 {
-        for args in [["set-image", "shop", "web=registry.example.com/shop/web:9.9"].as_slice(), &["promote", "shop"]] {
+        for args in [
+            ["set-image", "shop", "web=registry.example.com/shop/web:9.9"].as_slice(),
+            &["promote", "shop"],
+        ] {
             let kc = ctx.kubeconfig();
             let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-            let took = tokio::task::spawn_blocking(move || run(bin(), &a.iter().map(String::as_str).collect::<Vec<_>>(), &kc).0).await.unwrap();
+            let took = tokio::task::spawn_blocking(move || {
+                run(
+                    bin(),
+                    &a.iter().map(String::as_str).collect::<Vec<_>>(),
+                    &kc,
+                )
+                .0
+            })
+            .await
+            .unwrap();
             if args[0] == "promote" {
                 times.push(took.saturating_sub(delay));
             }
         }
         let kc = ctx.kubeconfig();
-        tokio::task::spawn_blocking(move || run(bin(), &["abort", "shop"], &kc)).await.unwrap();
+        tokio::task::spawn_blocking(move || run(bin(), &["abort", "shop"], &kc))
+            .await
+            .unwrap();
         // The next set-image is a new version each round.
         let mut d = ctx.sim.get("deployments", "default", "shop-green").unwrap();
-        d["spec"]["template"]["metadata"]["annotations"] = serde_json::json!({"round": times.len().to_string()});
+        d["spec"]["template"]["metadata"]["annotations"] =
+            serde_json::json!({"round": times.len().to_string()});
         ctx.sim.apply_object("default", d).unwrap();
         ctx.sim.wait_converged("default").await.unwrap();
     }
-    rows.push(("promote: start → endpoints verified, minus 200 ms propagation".into(), ms(median(times)), "median of 5".into()));
+    rows.push((
+        "promote: start → endpoints verified, minus 200 ms propagation".into(),
+        ms(median(times)),
+        "median of 5".into(),
+    ));
 
     // 4. status with 500 unrelated Deployments beside the app.
     let ctx = world(&[CONTRACT]).await;
@@ -168,22 +217,44 @@ async fn main() {
     let kc = ctx.kubeconfig();
     let alone = tokio::task::spawn_blocking({
         let kc = kc.clone();
-        move || median((0..RUNS).map(|_| run(bin(), &["status", "shop"], &kc).0).collect())
+        move || {
+            median(
+                (0..RUNS)
+                    .map(|_| run(bin(), &["status", "shop"], &kc).0)
+                    .collect(),
+            )
+        }
     })
     .await
     .unwrap();
     ctx.sim.apply_yaml("default", &yaml).unwrap();
     ctx.sim.wait_converged("default").await.unwrap();
-    let crowded = tokio::task::spawn_blocking(move || median((0..RUNS).map(|_| run(bin(), &["status", "shop"], &kc).0).collect())).await.unwrap();
+    let crowded = tokio::task::spawn_blocking(move || {
+        median(
+            (0..RUNS)
+                .map(|_| run(bin(), &["status", "shop"], &kc).0)
+                .collect(),
+        )
+    })
+    .await
+    .unwrap();
     let crowded_reqs = count_requests(&ctx, &["status", "shop"]).await;
-    rows.push(("`status` alone vs beside 500 unrelated Deployments".into(), format!("{} vs {}", ms(alone), ms(crowded)), format!("{crowded_reqs} requests either way")));
+    rows.push((
+        "`status` alone vs beside 500 unrelated Deployments".into(),
+        format!("{} vs {}", ms(alone), ms(crowded)),
+        format!("{crowded_reqs} requests either way"),
+    ));
 
     // 5. list -A over 2,000 apps (4,000 Deployments).
     let sim = Sim::start().await.unwrap();
     sim.cluster().set_controllers_paused(true);
     for n in 0..20 {
         let ns = format!("team-{n}");
-        sim.apply_yaml("", &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}")).unwrap();
+        sim.apply_yaml(
+            "",
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}"),
+        )
+        .unwrap();
         let mut yaml = String::new();
         for i in 0..100 {
             let app = format!("app-{i}");
@@ -195,23 +266,36 @@ async fn main() {
         sim.apply_yaml(&ns, &yaml).unwrap();
     }
     sim.cluster().set_controllers_paused(false);
-    sim.wait_for("4,000 ReplicaSets", Duration::from_secs(600), |s| s.cluster().store.list("replicasets", None).0.len() == 4000).await.unwrap();
+    sim.wait_for("4,000 ReplicaSets", Duration::from_secs(600), |s| {
+        s.cluster().store.list("replicasets", None).0.len() == 4000
+    })
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    sim.write_kubeconfig(&dir.path().join("kubeconfig")).unwrap();
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
     let kc = dir.path().join("kubeconfig");
     sim.cluster().clear_request_log();
     let (took, rss) = tokio::task::spawn_blocking({
         let kc = kc.clone();
         move || {
             run(bin(), &["list", "-A"], &kc);
-            let runs: Vec<(Duration, i64)> = (0..5).map(|_| run(bin(), &["list", "-A"], &kc)).collect();
-            (median(runs.iter().map(|r| r.0).collect()), runs.iter().map(|r| r.1).max().unwrap())
+            let runs: Vec<(Duration, i64)> =
+                (0..5).map(|_| run(bin(), &["list", "-A"], &kc)).collect();
+            (
+                median(runs.iter().map(|r| r.0).collect()),
+                runs.iter().map(|r| r.1).max().unwrap(),
+            )
         }
     })
     .await
     .unwrap();
     let reqs = sim.cluster().request_log().len() / 6;
-    rows.push(("`list -A` over 2,000 apps (4,000 Deployments)".into(), format!("{} , peak RSS {:.1} MB", ms(took), rss as f64 / 1024.0), format!("{reqs} requests (pages of 500)")));
+    rows.push((
+        "`list -A` over 2,000 apps (4,000 Deployments)".into(),
+        format!("{} , peak RSS {:.1} MB", ms(took), rss as f64 / 1024.0),
+        format!("{reqs} requests (pages of 500)"),
+    ));
 
     println!("| measure | result | note |\n|---|---|---|");
     for (a, b, c) in rows {

@@ -8,7 +8,7 @@ use crate::observe::Snapshot;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub const DEFAULT_COLOR_LABEL: &str = "bluegreen.io/color";
 pub const APP_LABEL: &str = "bluegreen.io/app";
@@ -346,8 +346,57 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
     }
 }
 
+/// The snapshot grouped once by namespace (and slices by Service), so that building
+/// thousands of apps does not rescan every object for each app.
+/// A Deployment with its pod-template labels, computed once.
+type Labelled<'a> = (&'a Deployment, BTreeMap<String, String>);
+
+struct Index<'a> {
+    deployments: HashMap<String, Vec<Labelled<'a>>>,
+    replicasets: HashMap<String, Vec<&'a ReplicaSet>>,
+    slices: HashMap<(String, String), Vec<&'a k8s_openapi::api::discovery::v1::EndpointSlice>>,
+    services: HashMap<(String, String), &'a Service>,
+}
+
+impl<'a> Index<'a> {
+    fn new(snap: &'a Snapshot) -> Self {
+        let mut ix = Index {
+            deployments: HashMap::new(),
+            replicasets: HashMap::new(),
+            slices: HashMap::new(),
+            services: HashMap::new(),
+        };
+        for d in &snap.deployments {
+            ix.deployments
+                .entry(ns_of(&d.metadata))
+                .or_default()
+                .push((d, template_labels(d)));
+        }
+        for r in &snap.replicasets {
+            ix.replicasets
+                .entry(ns_of(&r.metadata))
+                .or_default()
+                .push(r);
+        }
+        for s in &snap.slices {
+            if let Some(svc) = labels(&s.metadata).get(SERVICE_NAME_LABEL) {
+                ix.slices
+                    .entry((ns_of(&s.metadata), svc.clone()))
+                    .or_default()
+                    .push(s);
+            }
+        }
+        for s in &snap.services {
+            ix.services
+                .insert((ns_of(&s.metadata), name_of(&s.metadata)), s);
+        }
+        ix
+    }
+}
+
 /// Builds every app in the snapshot, sorted by namespace and name.
 pub fn build(snap: &Snapshot) -> Vec<App> {
+    let index = Index::new(snap);
     // Preview Services are named by an annotation on an app's Service; they are never apps.
     let previews: BTreeSet<(String, String)> = snap
         .services
@@ -370,12 +419,12 @@ pub fn build(snap: &Snapshot) -> Vec<App> {
         .into_iter()
         .map(|((ns, name), mut services)| {
             services.sort_by_key(|s| name_of(&s.metadata));
-            build_app(snap, ns, name, &services)
+            build_app(&index, ns, name, &services)
         })
         .collect()
 }
 
-fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Service]) -> App {
+fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service]) -> App {
     let state = services[0];
     let color_label = color_label_of(state);
     let mut problems = Vec::new();
@@ -406,23 +455,14 @@ fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Serv
 
     // Slots: Deployments whose pod labels match the rest of the selector and carry the color.
     let mut by_color: BTreeMap<String, Vec<&Deployment>> = BTreeMap::new();
-    for d in snap
-        .deployments
-        .iter()
-        .filter(|d| ns_of(&d.metadata) == namespace)
-    {
-        let tl = template_labels(d);
+    for (d, tl) in ix.deployments.get(&namespace).into_iter().flatten() {
         if let Some(color) = tl.get(&color_label)
             && base.iter().all(|(k, v)| tl.get(k) == Some(v))
         {
             by_color.entry(color.clone()).or_default().push(d);
         }
     }
-    let rs_in_ns: Vec<&ReplicaSet> = snap
-        .replicasets
-        .iter()
-        .filter(|r| ns_of(&r.metadata) == namespace)
-        .collect();
+    let rs_in_ns: Vec<&ReplicaSet> = ix.replicasets.get(&namespace).cloned().unwrap_or_default();
     let mut slots: Vec<Slot> = Vec::new();
     for (color, deployments) in &by_color {
         if deployments.len() > 1 {
@@ -443,10 +483,10 @@ fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Serv
     }
 
     let preview_service = annotation(state, PREVIEW_ANNOTATION).map(|p| {
-        let found = snap
+        let found = ix
             .services
-            .iter()
-            .find(|s| ns_of(&s.metadata) == namespace && name_of(&s.metadata) == p);
+            .get(&(namespace.clone(), p.to_string()))
+            .copied();
         PreviewService {
             name: p.to_string(),
             color: found.and_then(|s| selector_of(s).get(&color_label).cloned()),
@@ -496,10 +536,11 @@ fn build_app(snap: &Snapshot, namespace: String, name: String, services: &[&Serv
     for svc in &served {
         let mut outside = 0u32;
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-        let slices = snap.slices.iter().filter(|s| {
-            ns_of(&s.metadata) == namespace
-                && labels(&s.metadata).get(SERVICE_NAME_LABEL) == Some(svc)
-        });
+        let slices = ix
+            .slices
+            .get(&(namespace.clone(), svc.clone()))
+            .into_iter()
+            .flatten();
         for ep in slices.flat_map(|s| s.endpoints.iter()) {
             // A nil `ready` means ready (EndpointConditions API).
             if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {

@@ -326,6 +326,34 @@ impl Sim {
             .with_context(|| format!("bad proxy address {addr:?}"))
     }
 
+    /// Creates `n` apps (a Service and two 0-replica slots each), 100 per namespace
+    /// `team-K`, with the controllers held during the bulk load, then converged.
+    pub async fn load_many_apps(&self, n: usize) -> anyhow::Result<()> {
+        self.cluster.set_controllers_paused(true);
+        for chunk in 0..n.div_ceil(100) {
+            let ns = format!("team-{chunk}");
+            self.apply_yaml(
+                "",
+                &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}"),
+            )?;
+            let mut yaml = String::new();
+            for i in (chunk * 100)..((chunk + 1) * 100).min(n) {
+                let app = format!("app-{i}");
+                yaml.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec: {{selector: {{app: {app}, bluegreen.io/color: blue}}, ports: [{{port: 80}}]}}\n"));
+                for color in ["blue", "green"] {
+                    yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {app}-{color}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {app}, bluegreen.io/color: {color}}}}}\n  template:\n    metadata: {{labels: {{app: {app}, bluegreen.io/color: {color}}}}}\n    spec: {{containers: [{{name: web, image: web:1}}]}}\n"));
+                }
+            }
+            self.apply_yaml(&ns, &yaml)?;
+        }
+        self.cluster.set_controllers_paused(false);
+        let want = 2 * n;
+        self.wait_for("the apps' ReplicaSets", Duration::from_secs(900), |s| {
+            s.cluster.store.list("replicasets", None).0.len() >= want
+        })
+        .await
+    }
+
     /// Loads the demo scenario: the contract fixture in `default`, converged.
     pub async fn load_demo(&self) -> anyhow::Result<()> {
         self.apply_yaml("default", CONTRACT_FIXTURE)?;

@@ -17,8 +17,9 @@ struct Args {
     /// Where to write the kubeconfig (cluster, user and context named `sim`).
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// Objects to start with: `demo` loads the contract app (blue live, green idle).
-    #[arg(long, value_parser = ["demo", "empty"], default_value = "empty")]
+    /// Objects to start with: `demo` loads the contract app (blue live, green idle);
+    /// `apps:N` creates N two-slot apps (0 replicas) across namespaces of 100 apps each.
+    #[arg(long, default_value = "empty")]
     scenario: String,
     /// Delay added to every request, e.g. `20ms`.
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
@@ -87,6 +88,14 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.traffic {
         sim.cluster().enable_traffic();
+    }
+    if let Some(n) = args.scenario.strip_prefix("apps:") {
+        let n: usize = n
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--scenario apps:N needs a number"))?;
+        sim.load_many_apps(n).await?;
+    } else if args.scenario != "demo" && args.scenario != "empty" {
+        anyhow::bail!("unknown scenario {:?} (demo, empty, apps:N)", args.scenario);
     }
     if args.scenario == "demo" {
         // Converge fast, then switch to the requested timing.

@@ -226,10 +226,19 @@ async fn impersonation_tls_and_request_timeout_flags() {
 async fn an_unreachable_api_server_is_one_line() {
     let world = World::new(&[]).await;
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let kc = world.sim.kubeconfig_yaml().replace(world.sim.url(), &format!("https://127.0.0.1:{port}"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kc = world
+        .sim
+        .kubeconfig_yaml()
+        .replace(world.sim.url(), &format!("https://127.0.0.1:{port}"));
     let path = world.file("dead", &kc).display().to_string();
-    let out = world.plugin(&["status", "shop", "--kubeconfig", &path]).await;
+    let out = world
+        .plugin(&["status", "shop", "--kubeconfig", &path])
+        .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
     assert!(out.stderr.starts_with("error: failed to list "), "{out:?}");

@@ -65,7 +65,9 @@ fn start_load(
                 while !*stop.borrow() && Instant::now() < deadline {
                     tick.tick().await;
                     n += 1;
-                    if conn.as_ref().is_none_or(|(_, _, used)| *used >= 10) || (n + w).is_multiple_of(4) {
+                    if conn.as_ref().is_none_or(|(_, _, used)| *used >= 10)
+                        || (n + w).is_multiple_of(4)
+                    {
                         conn = None;
                         match TcpStream::connect(addr).await {
                             Ok(s) => {

@@ -835,8 +835,17 @@ async fn killed_at_each_step_then_rerun_reaches_the_end_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_during_a_wait_releases_the_lease_and_says_how_to_finish() {
     let world = World::new(&[CONTRACT]).await;
-    ok(&world.plugin(&["set-image", "shop", "web=registry.example.com/shop/web:1.5.0"]).await);
-    world.sim.cluster().set_timing(Timing { endpoint_delay: Duration::from_secs(5), ..Timing::default() });
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    world.sim.cluster().set_timing(Timing {
+        endpoint_delay: Duration::from_secs(5),
+        ..Timing::default()
+    });
     world.sim.cluster().clear_request_log();
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
         .args(["promote", "shop"])
@@ -849,21 +858,57 @@ async fn ctrl_c_during_a_wait_releases_the_lease_and_says_how_to_finish() {
     // Interrupt once the switch is written and the command waits for the endpoints.
     world
         .sim
-        .wait_for("switch written", Duration::from_secs(10), |s| s.get("services", "default", "shop").unwrap()["spec"]["selector"]["bluegreen.io/color"] == "green")
+        .wait_for("switch written", Duration::from_secs(10), |s| {
+            s.get("services", "default", "shop").unwrap()["spec"]["selector"]["bluegreen.io/color"]
+                == "green"
+        })
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    std::process::Command::new("kill").args(["-INT", &child.id().unwrap().to_string()]).status().unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.expect("stops").unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("stops")
+        .unwrap();
     assert_eq!(out.status.code(), Some(130));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let error = stderr.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
-    assert!(error.contains("interrupted; done so far: patch service/shop") && error.contains("Re-run the same command to finish"), "{stderr}");
-    assert!(world.sim.get("leases", "default", "bluegreen-shop").unwrap()["spec"]["holderIdentity"].is_null(), "lease released");
+    let error = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert!(
+        error.contains("interrupted; done so far: patch service/shop")
+            && error.contains("Re-run the same command to finish"),
+        "{stderr}"
+    );
+    assert!(
+        world
+            .sim
+            .get("leases", "default", "bluegreen-shop")
+            .unwrap()["spec"]["holderIdentity"]
+            .is_null(),
+        "lease released"
+    );
     // The re-run finishes, and -o json gives scripts a result object.
     world.sim.cluster().set_timing(Timing::default());
     let out = world.plugin(&["promote", "shop", "-o", "json"]).await;
     let result: Value = serde_json::from_str(ok(&out)).unwrap();
-    assert_eq!((result["kind"].as_str(), result["outcome"].as_str(), result["to"].as_str()), (Some("Result"), Some("finish"), Some("green")));
-    assert!(result["results"].as_array().unwrap().iter().any(|r| r["status"] == "done"));
+    assert_eq!(
+        (
+            result["kind"].as_str(),
+            result["outcome"].as_str(),
+            result["to"].as_str()
+        ),
+        (Some("Result"), Some("finish"), Some("green"))
+    );
+    assert!(
+        result["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["status"] == "done")
+    );
 }
