@@ -28,6 +28,7 @@ fn bin() -> &'static str {
 }
 
 /// Wall time and peak RSS (KiB) of one run; panics on failure.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which also gives its rusage
 fn run(program: &str, args: &[&str], kubeconfig: &Path) -> (Duration, i64) {
     let start = Instant::now();
     let child = Command::new(program)
