@@ -302,7 +302,8 @@ async fn main() {
     })
     .await
     .unwrap();
-    let reqs = sim.cluster().request_log().len() / 6;
+    // Five timed runs, one warm-up and one under GNU time.
+    let reqs = sim.cluster().request_log().len() / 7;
     rows.push((
         "`list -A` over 2,000 apps (4,000 Deployments)".into(),
         format!(
