@@ -290,6 +290,17 @@ fn delay_step(app: &App, delay: Duration, color: &str) -> Step {
     }
 }
 
+/// An Event on the app's (state) Service, which `kubectl describe svc` shows.
+fn event_step(app: &App, event_type: &str, reason: &str, message: String) -> Step {
+    Step::CreateEvent {
+        service: app.state_service().to_string(),
+        service_uid: app.services[0].uid.clone(),
+        event_type: event_type.into(),
+        reason: reason.into(),
+        message,
+    }
+}
+
 fn active_service_names(app: &App) -> Vec<String> {
     app.services.iter().map(|s| s.name.clone()).collect()
 }
@@ -476,18 +487,17 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         Some(state),
         "switch traffic",
     ));
-    plan.steps.push(Step::CreateEvent {
-        service: app.state_service().to_string(),
-        service_uid: app.services[0].uid.clone(),
-        event_type: "Normal".into(),
-        reason: "Promoted".into(),
-        message: format!(
+    plan.steps.push(event_step(
+        app,
+        "Normal",
+        "Promoted",
+        format!(
             "traffic switched from {live} to {} ({}) by {}",
             target.color,
             images_of(target).join(", "),
             actor.user
         ),
-    });
+    ));
     plan.steps.push(Step::WaitServing {
         services: active_service_names(app),
         deployment: target.deployment.clone(),
@@ -601,16 +611,15 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             Some(state),
             "switch traffic back",
         ));
-        plan.steps.push(Step::CreateEvent {
-            service: app.state_service().to_string(),
-            service_uid: app.services[0].uid.clone(),
-            event_type: "Warning".into(),
-            reason: "Aborted".into(),
-            message: format!(
+        plan.steps.push(event_step(
+            app,
+            "Warning",
+            "Aborted",
+            format!(
                 "traffic switched back from {live} to {} by {}",
                 prev.color, actor.user
             ),
-        });
+        ));
         plan.steps.push(Step::WaitServing {
             services: active_service_names(app),
             deployment: prev.deployment.clone(),
@@ -632,13 +641,12 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
                 .push(format!("no promote to undo: traffic stays on {live}"));
             plan.steps
                 .push(scale_step(p, 0, "abort the preview before it was promoted"));
-            plan.steps.push(Step::CreateEvent {
-                service: app.state_service().to_string(),
-                service_uid: app.services[0].uid.clone(),
-                event_type: "Normal".into(),
-                reason: "PreviewAborted".into(),
-                message: format!("preview slot {} scaled to 0 by {}", p.color, actor.user),
-            });
+            plan.steps.push(event_step(
+                app,
+                "Normal",
+                "PreviewAborted",
+                format!("preview slot {} scaled to 0 by {}", p.color, actor.user),
+            ));
             Ok(plan)
         }
         Some(p) => Err(Error::Precondition(format!(

@@ -27,6 +27,21 @@ const FATAL_WAITING: &[&str] = &[
     "CreateContainerError",
 ];
 
+/// A Deployment's pod selector (its `matchLabels`), read now.
+async fn pod_selector(
+    client: &kube::Client,
+    ns: &str,
+    deployment: &str,
+) -> Result<BTreeMap<String, String>> {
+    let d: Deployment = Api::namespaced(client.clone(), ns)
+        .get(deployment)
+        .await
+        .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
+    Ok(d.spec
+        .and_then(|s| s.selector.match_labels)
+        .unwrap_or_default())
+}
+
 fn selector_string(m: &BTreeMap<String, String>) -> String {
     m.iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -133,15 +148,7 @@ pub async fn rolled_out(
     progress: &Progress,
 ) -> Result<()> {
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let d = deploys
-        .get(deployment)
-        .await
-        .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
-    let selector = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default();
+    let selector = pod_selector(client, ns, deployment).await?;
     let (d_reader, d_writer) = reflector::store::<Deployment>();
     let (p_reader, p_writer) = reflector::store::<Pod>();
     let dcfg = watcher::Config::default().fields(&format!("metadata.name={deployment}"));
@@ -267,15 +274,7 @@ pub async fn serving_only(
     timeout: Duration,
     progress: &Progress,
 ) -> Result<()> {
-    let d: Deployment = Api::namespaced(client.clone(), ns)
-        .get(deployment)
-        .await
-        .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
-    let selector = d
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.match_labels.clone())
-        .unwrap_or_default();
+    let selector = pod_selector(client, ns, deployment).await?;
     let (s_reader, s_writer) = reflector::store::<EndpointSlice>();
     let (r_reader, r_writer) = reflector::store::<ReplicaSet>();
     let scfg = watcher::Config::default().labels(&format!(
