@@ -51,12 +51,13 @@ fn describe(scope: &Scope) -> String {
     }
 }
 
-/// Lists every object of a kind, page by page.
+/// Lists every object of a kind, page by page, passing each object through `trim`.
 async fn list_all<K>(
     api: Api<K>,
     what: &str,
     scope: &Scope,
     timeout: Option<Duration>,
+    trim: fn(&mut K),
 ) -> Result<Vec<K>>
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug,
@@ -76,7 +77,10 @@ where
             None => call.await,
         }
         .map_err(|e| Error::kube(format!("list {what} {}", describe(scope)), e))?;
-        items.extend(page.items);
+        items.extend(page.items.into_iter().map(|mut k| {
+            trim(&mut k);
+            k
+        }));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
             None => {
@@ -87,31 +91,110 @@ where
     }
 }
 
+/// How much of each object to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Whole objects: the write side copies Deployments.
+    Full,
+    /// What the model reads: pod templates keep only labels and container names and
+    /// images, and the large last-applied annotation is dropped. Read-only commands over
+    /// thousands of apps then hold a fraction of the memory.
+    Lean,
+}
+
+fn keep<K>(_: &mut K) {}
+
+fn lean_template(t: &mut k8s_openapi::api::core::v1::PodTemplateSpec) {
+    use k8s_openapi::api::core::v1::{Container, PodSpec};
+    if let Some(m) = t.metadata.as_mut() {
+        m.annotations = None;
+    }
+    if let Some(spec) = t.spec.as_mut() {
+        let slim = |c: &Container| Container {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            ..Default::default()
+        };
+        *spec = PodSpec {
+            containers: spec.containers.iter().map(slim).collect(),
+            init_containers: spec
+                .init_containers
+                .as_ref()
+                .map(|cs| cs.iter().map(slim).collect()),
+            ..Default::default()
+        };
+    }
+}
+
+fn lean_meta(m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn lean_deployment(d: &mut Deployment) {
+    lean_meta(&mut d.metadata);
+    if let Some(s) = d.spec.as_mut() {
+        lean_template(&mut s.template);
+    }
+}
+
+fn lean_replicaset(r: &mut ReplicaSet) {
+    lean_meta(&mut r.metadata);
+    if let Some(s) = r.spec.as_mut()
+        && let Some(t) = s.template.as_mut()
+    {
+        lean_template(t);
+    }
+}
+
 /// Reads a snapshot: four concurrent paginated lists.
 pub async fn snapshot(
     client: &kube::Client,
     scope: &Scope,
     timeout: Option<Duration>,
 ) -> Result<Snapshot> {
+    snapshot_with(client, scope, timeout, Detail::Full).await
+}
+
+pub async fn snapshot_with(
+    client: &kube::Client,
+    scope: &Scope,
+    timeout: Option<Duration>,
+    detail: Detail,
+) -> Result<Snapshot> {
+    let lean = detail == Detail::Lean;
+    let trim_d: fn(&mut Deployment) = if lean { lean_deployment } else { keep };
+    let trim_r: fn(&mut ReplicaSet) = if lean { lean_replicaset } else { keep };
     let (services, deployments, replicasets, slices) = tokio::try_join!(
-        list_all(api::<Service>(client, scope), "services", scope, timeout),
+        list_all(
+            api::<Service>(client, scope),
+            "services",
+            scope,
+            timeout,
+            keep
+        ),
         list_all(
             api::<Deployment>(client, scope),
             "deployments",
             scope,
-            timeout
+            timeout,
+            trim_d
         ),
         list_all(
             api::<ReplicaSet>(client, scope),
             "replicasets",
             scope,
-            timeout
+            timeout,
+            trim_r
         ),
         list_all(
             api::<EndpointSlice>(client, scope),
             "endpointslices",
             scope,
-            timeout
+            timeout,
+            keep
         ),
     )?;
     Ok(Snapshot {

@@ -104,10 +104,11 @@ pub async fn candidates(words: &[String]) -> Vec<String> {
     let Ok(conn) = connect::connect(&global_opts(words)).await else {
         return Vec::new();
     };
-    let Ok(snap) = observe::snapshot(
+    let Ok(snap) = observe::snapshot_with(
         &conn.client,
         &Scope::Namespace(conn.namespace.clone()),
         Some(std::time::Duration::from_secs(5)),
+        observe::Detail::Lean,
     )
     .await
     else {

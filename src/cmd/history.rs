@@ -10,10 +10,11 @@ use crate::render::{self, Format, history::AppHistory};
 
 pub async fn run(env: &mut Env, args: &HistoryArgs) -> Result<()> {
     let ns = env.conn.namespace.clone();
-    let snap = observe::snapshot(
+    let snap = observe::snapshot_with(
         &env.conn.client,
         &Scope::Namespace(ns.clone()),
         env.conn.request_timeout,
+        observe::Detail::Lean,
     )
     .await?;
     let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;

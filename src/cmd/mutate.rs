@@ -302,7 +302,13 @@ pub async fn run_selected(
     let matching =
         observe::matching_services(&env.conn.client, &scope, selector, env.conn.request_timeout)
             .await?;
-    let snap = observe::snapshot(&env.conn.client, &scope, env.conn.request_timeout).await?;
+    let snap = observe::snapshot_with(
+        &env.conn.client,
+        &scope,
+        env.conn.request_timeout,
+        observe::Detail::Lean,
+    )
+    .await?;
     let names: Vec<String> = model::build(&snap)
         .into_iter()
         .filter(|a| {

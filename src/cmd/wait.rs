@@ -15,10 +15,11 @@ pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
     let deadline = tokio::time::Instant::now() + args.timeout;
     let progress = Progress::new(env.tty_err, false);
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
-    let snap = observe::snapshot(
+    let snap = observe::snapshot_with(
         &client,
         &Scope::Namespace(ns.clone()),
         env.conn.request_timeout,
+        observe::Detail::Lean,
     )
     .await?;
     let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;
