@@ -127,8 +127,9 @@ fn realistic() -> Timing {
     Timing {
         pod_ready_after: Duration::from_millis(300),
         endpoint_delay: Duration::from_millis(300),
-        // Longer than the propagation delay plus a connection's life: nothing is cut.
-        pod_termination: Duration::from_millis(1500),
+        // Longer than the propagation delay plus a connection's life (even on a loaded
+        // machine): nothing is cut.
+        pod_termination: Duration::from_secs(3),
         ..Timing::default()
     }
 }
