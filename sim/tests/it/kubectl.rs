@@ -547,8 +547,10 @@ async fn events_through_both_api_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_pods_show_in_rollout_status_progress() {
+    // Slow enough that kubectl, started after the scale, still sees pods not ready
+    // even on a loaded machine.
     let sim = Sim::start_with(Timing {
-        pod_ready_after: Duration::from_millis(300),
+        pod_ready_after: Duration::from_secs(3),
         ..Timing::default()
     })
     .await
