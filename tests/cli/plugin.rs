@@ -133,7 +133,7 @@ async fn machine_output_is_versioned_and_complete() {
 async fn status_reads_each_kind_once_and_concurrently() {
     let world = World::new(&[CONTRACT]).await;
     world.sim.cluster().set_timing(Timing {
-        latency: Duration::from_millis(100),
+        latency: Duration::from_millis(300),
         ..Timing::default()
     });
     world.sim.cluster().clear_request_log();

@@ -251,7 +251,7 @@ async fn get_watch_sees_a_change() {
             if seen.len() == 2 {
                 // The initial state comes from a GET; change it once the watch is open
                 // (kubectl's own process, so this polls the request log briefly).
-                for _ in 0..500 {
+                for _ in 0..2000 {
                     if sim.cluster().request_log().iter().any(|e| {
                         e.path == "/api/v1/namespaces/default/services"
                             && e.query.contains("watch=true")
