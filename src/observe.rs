@@ -245,3 +245,24 @@ pub async fn matching_services(
         }
     }
 }
+
+/// A lean snapshot and, with `-l`, the Services the selector matches, read concurrently
+/// (what `status -l` and `list -l` both need).
+pub async fn snapshot_selecting(
+    client: &kube::Client,
+    scope: &Scope,
+    selector: Option<&str>,
+    timeout: Option<Duration>,
+) -> Result<(
+    Snapshot,
+    Option<std::collections::BTreeSet<(String, String)>>,
+)> {
+    tokio::try_join!(snapshot_with(client, scope, timeout, Detail::Lean), async {
+        match selector {
+            Some(sel) => matching_services(client, scope, sel, timeout)
+                .await
+                .map(Some),
+            None => Ok(None),
+        }
+    })
+}

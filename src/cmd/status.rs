@@ -15,17 +15,8 @@ pub async fn run(env: &mut Env, args: &StatusArgs) -> Result<()> {
     let scope = Scope::Namespace(ns.clone());
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let (snap, matching) = tokio::try_join!(
-        observe::snapshot_with(&client, &scope, timeout, observe::Detail::Lean),
-        async {
-            match &args.selector {
-                Some(sel) => observe::matching_services(&client, &scope, sel, timeout)
-                    .await
-                    .map(Some),
-                None => Ok(None),
-            }
-        }
-    )?;
+    let (snap, matching) =
+        observe::snapshot_selecting(&client, &scope, args.selector.as_deref(), timeout).await?;
     let apps = model::build(&snap);
     let apps = match (&args.app, matching) {
         (Some(name), _) => vec![cmd::find_app(apps, &snap, &ns, name)?],
