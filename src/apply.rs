@@ -1,10 +1,11 @@
 //! Performing a plan's steps in order; knows no verbs. Writes go out as planned (the
 //! guards inside the bodies), with `dryRun=All` for `--dry-run=server`; waits call
-//! `verify`. A 409 comes back as `Error::Conflict` so the command can re-read and
-//! re-plan. Finished steps are recorded as they complete, so an interrupted command can
-//! say exactly what it did.
+//! `verify`. A tripped guard (409, or a failed JSON-patch `test`) comes back as
+//! `Error::Conflict` so the pipeline can re-read and re-plan. Finished steps are recorded
+//! as they complete, so an interrupted command can say exactly what it did.
 
-use crate::error::{Error, Result};
+use crate::env::Clock;
+use crate::error::{Error, Reason, Result};
 use crate::plan::Step;
 use crate::progress::Progress;
 use crate::verify;
@@ -15,12 +16,6 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DryRun {
-    None,
-    Server,
-}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -35,21 +30,33 @@ pub struct StepResult {
 pub struct Applier<'a> {
     pub client: &'a kube::Client,
     pub namespace: &'a str,
-    pub dry_run: DryRun,
+    /// `--dry-run=server`: every write carries `dryRun=All`.
+    pub dry_run: bool,
     pub timeout: Duration,
     pub progress: &'a Progress,
     /// Steps finished so far (shared with the Ctrl-C handler).
     pub done: Arc<Mutex<Vec<StepResult>>>,
+    /// Event timestamps.
+    pub now: Clock,
+    /// Event source (`reportingInstance`).
+    pub host: &'a str,
 }
 
-fn conflict_or(e: kube::Error, action: String) -> Error {
+/// A tripped guard is a conflict: a 409 (the resourceVersion moved), or a 422 on a JSON
+/// patch that tests the generation (`tests_generation`: the API server answers a failed
+/// `test` operation with 422 and a generic message, so the status and the patch kind
+/// decide, not the text).
+fn conflict_or(e: kube::Error, action: String, tests_generation: bool) -> Error {
     match &e {
-        kube::Error::Api(s) if s.code == 409 => Error::Conflict(format!(
-            "{action}: the object changed since it was read ({})",
-            s.message
-        )),
-        // A failed JSON-patch `test` of the generation: someone changed the spec.
-        kube::Error::Api(s) if s.code == 422 && s.message.contains("test") => Error::Conflict(
+        kube::Error::Api(s) if s.code == 409 => Error::Conflict(
+            Reason::Conflict,
+            format!(
+                "{action}: the object changed since it was read ({})",
+                s.message
+            ),
+        ),
+        kube::Error::Api(s) if s.code == 422 && tests_generation => Error::Conflict(
+            Reason::Conflict,
             format!("{action}: the Deployment's spec changed since it was read"),
         ),
         _ => Error::kube(action, e),
@@ -73,14 +80,14 @@ fn summary_of_deployment(d: &Deployment) -> Value {
 impl Applier<'_> {
     fn params(&self) -> PatchParams {
         PatchParams {
-            dry_run: self.dry_run == DryRun::Server,
+            dry_run: self.dry_run,
             ..Default::default()
         }
     }
 
     fn post_params(&self) -> PostParams {
         PostParams {
-            dry_run: self.dry_run == DryRun::Server,
+            dry_run: self.dry_run,
             ..Default::default()
         }
     }
@@ -110,7 +117,7 @@ impl Applier<'_> {
     async fn run_step(&self, step: &Step) -> Result<()> {
         let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
         let services: Api<Service> = Api::namespaced(self.client.clone(), self.namespace);
-        let dry = self.dry_run == DryRun::Server;
+        let dry = self.dry_run;
         let status = if dry { "would be done" } else { "done" };
         match step {
             Step::PatchDeployment {
@@ -119,7 +126,7 @@ impl Applier<'_> {
                 let d = deploys
                     .patch(deployment, &self.params(), &Patch::Strategic(patch))
                     .await
-                    .map_err(|e| conflict_or(e, format!("patch deployment {deployment}")))?;
+                    .map_err(|e| conflict_or(e, format!("patch deployment {deployment}"), false))?;
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::ScaleDeployment {
@@ -130,7 +137,7 @@ impl Applier<'_> {
                 let d = deploys
                     .patch(deployment, &self.params(), &Patch::<()>::Json(ops))
                     .await
-                    .map_err(|e| conflict_or(e, format!("scale deployment {deployment}")))?;
+                    .map_err(|e| conflict_or(e, format!("scale deployment {deployment}"), true))?;
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::CreateDeployment {
@@ -138,17 +145,16 @@ impl Applier<'_> {
             } => {
                 let d: Deployment = serde_json::from_value(body.clone())
                     .map_err(|e| Error::Other(format!("bad planned deployment: {e}")))?;
-                let d = deploys
-                    .create(&self.post_params(), &d)
-                    .await
-                    .map_err(|e| conflict_or(e, format!("create deployment {deployment}")))?;
+                let d = deploys.create(&self.post_params(), &d).await.map_err(|e| {
+                    conflict_or(e, format!("create deployment {deployment}"), false)
+                })?;
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::PatchService { service, patch, .. } => {
                 let s = services
                     .patch(service, &self.params(), &Patch::Merge(patch))
                     .await
-                    .map_err(|e| conflict_or(e, format!("patch service {service}")))?;
+                    .map_err(|e| conflict_or(e, format!("patch service {service}"), false))?;
                 self.record(step, status, dry.then(|| summary_of_service(&s)));
             }
             Step::CreateEvent {
@@ -158,16 +164,16 @@ impl Applier<'_> {
                 reason,
                 message,
             } => {
-                let now = jiff::Timestamp::now();
+                let now = (self.now)();
                 let ev: Event = serde_json::from_value(json!({
-                    "metadata": {"name": format!("{service}.{:x}", now.as_nanosecond()), "namespace": self.namespace},
+                    "metadata": {"generateName": format!("{service}."), "namespace": self.namespace},
                     "involvedObject": {"kind": "Service", "apiVersion": "v1", "name": service, "namespace": self.namespace, "uid": service_uid},
                     "type": event_type,
                     "reason": reason,
                     "message": message,
                     "source": {"component": "kubectl-bluegreen"},
                     "reportingComponent": "kubectl-bluegreen",
-                    "reportingInstance": hostname::get().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default(),
+                    "reportingInstance": self.host,
                     "firstTimestamp": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
                     "lastTimestamp": now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
                     "count": 1,
@@ -241,10 +247,13 @@ impl Applier<'_> {
                     .and_then(|s| s.selector)
                     .and_then(|s| s.get(color_label).cloned());
                 if now.as_deref() != Some(color.as_str()) {
-                    return Err(Error::Precondition(format!(
-                        "service {service} no longer selects {color_label}={color} (now {}): the old slot is not scaled down",
-                        now.as_deref().unwrap_or("nothing")
-                    )));
+                    return Err(Error::Precondition(
+                        Reason::ChangedMeanwhile,
+                        format!(
+                            "service {service} no longer selects {color_label}={color} (now {}): the old slot is not scaled down",
+                            now.as_deref().unwrap_or("nothing")
+                        ),
+                    ));
                 }
                 self.record(step, "done", None);
             }

@@ -1,6 +1,14 @@
-//! Command-line flags, parsed once by clap into these types; `kubectl bluegreen --help`
-//! and each subcommand's help are written here, with examples as users type them.
+//! Command-line flags, parsed by clap into these types, then validated once into a
+//! `Request` (`Cli::into_request`): every usage error — malformed `NAME=IMAGE`, duplicate
+//! containers, invalid image references, `--replicas`, `--color` and `--color-label`
+//! values, label selectors, durations — is raised here, before any API call.
+//! `kubectl bluegreen --help` and each subcommand's help are written here too.
 
+use crate::error::{Error, Result};
+use crate::model;
+use crate::plan::{AbortRequest, ImageSpec, InitRequest, Intent, PromoteRequest, SetImageRequest};
+use crate::render::Format;
+use crate::request::{DryRun, Request, Target, Verb, WriteOptions};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -303,34 +311,363 @@ pub struct HistoryArgs {
     pub output: Output,
 }
 
-/// kubectl-style durations: `30s`, `5m`, `1h`, `250ms`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+/// kubectl's durations (Go's `time.ParseDuration`: `90s`, `1h30m`, `1.5h`, `250ms`), or a
+/// bare number of seconds as `--request-timeout` takes it; never negative.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok(Duration::from_secs_f64(secs));
+    if s.is_empty() {
+        return Err("invalid duration '': use e.g. 90s, 5m, 1h30m".into());
     }
-    let split = s
-        .find(|c: char| c.is_ascii_alphabetic())
-        .ok_or_else(|| format!("invalid duration '{s}'"))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let d: kube::core::Duration = s
         .parse()
-        .map_err(|_| format!("invalid duration '{s}': use e.g. 30s, 5m, 1h"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "invalid duration '{s}': unknown unit '{unit}' (ms, s, m, h)"
-            ));
-        }
-    };
-    if secs < 0.0 {
+        .map_err(|e| format!("invalid duration '{s}': {e} (e.g. 90s, 5m, 1h30m)"))?;
+    if d.is_negative() {
         return Err(format!("invalid duration '{s}': must not be negative"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d.into())
+}
+
+impl Cli {
+    /// Validates the parsed flags into the one request the rest of the program runs.
+    pub fn into_request(self) -> Result<Request> {
+        let verb = match self.command {
+            Command::Status(a) => Verb::Status {
+                target: target(a.app, a.selector)?,
+                output: a.output,
+                watch: a.watch,
+            },
+            Command::List(a) => Verb::List {
+                all_namespaces: a.all_namespaces,
+                selector: a
+                    .selector
+                    .map(|s| validate_selector(&s).map(|()| s))
+                    .transpose()?,
+                output: a.output,
+            },
+            Command::History(a) => Verb::History {
+                app: a.app,
+                output: a.output,
+            },
+            Command::SetImage(a) => {
+                if let Some(r) = a.replicas
+                    && r < 0
+                {
+                    return Err(Error::Usage(format!("--replicas {r}: must be 0 or more")));
+                }
+                if let Some(c) = &a.color
+                    && (c.is_empty() || !model::is_label_value(c))
+                {
+                    return Err(Error::Usage(format!(
+                        "--color {c:?} is not a valid label value (up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit)"
+                    )));
+                }
+                Verb::Write {
+                    target: Target::App(a.app),
+                    intent: Intent::SetImage(SetImageRequest {
+                        images: parse_images(&a.images)?,
+                        replicas: a.replicas,
+                        color: a.color,
+                        wait: !a.no_wait,
+                    }),
+                    options: a.opts.validated(),
+                }
+            }
+            Command::Promote(a) => Verb::Write {
+                target: target(a.app, a.selector)?,
+                intent: Intent::Promote(PromoteRequest {
+                    to: a.to,
+                    allow_fewer: a.allow_fewer,
+                    scale_down_old: a.scale_down_old,
+                }),
+                options: a.opts.validated(),
+            },
+            Command::Abort(a) => Verb::Write {
+                target: target(a.app, a.selector)?,
+                intent: Intent::Abort(AbortRequest { keep: a.keep }),
+                options: a.opts.validated(),
+            },
+            Command::Init(a) => {
+                if let Some(k) = &a.color_label {
+                    validate_label_key(k)
+                        .map_err(|e| Error::Usage(format!("--color-label {k:?}: {e}")))?;
+                }
+                Verb::Write {
+                    target: Target::App(a.service),
+                    intent: Intent::Init(InitRequest {
+                        color_label: a.color_label,
+                    }),
+                    options: a.opts.validated(),
+                }
+            }
+            Command::Wait(a) => Verb::Wait {
+                app: a.app,
+                until: a.for_,
+                timeout: a.timeout,
+            },
+            Command::Version { client, output } => Verb::Version {
+                client_only: client,
+                output: output.map(ResultOutput::format),
+            },
+            Command::Completion { shell } => Verb::Completion { shell },
+            Command::Complete { words } => Verb::Complete { words },
+        };
+        Ok(Request {
+            connection: self.global,
+            verb,
+        })
+    }
+}
+
+impl MutateOpts {
+    fn validated(&self) -> WriteOptions {
+        WriteOptions {
+            dry_run: match self.dry_run {
+                DryRunMode::None => DryRun::None,
+                DryRunMode::Client => DryRun::Client,
+                DryRunMode::Server => DryRun::Server,
+            },
+            timeout: self.timeout,
+            output: self.output.map(ResultOutput::format),
+        }
+    }
+}
+
+impl ResultOutput {
+    fn format(self) -> Format {
+        match self {
+            ResultOutput::Json => Format::Json,
+            ResultOutput::Yaml => Format::Yaml,
+        }
+    }
+}
+
+fn target(app: Option<String>, selector: Option<String>) -> Result<Target> {
+    match (app, selector) {
+        (Some(app), None) => Ok(Target::App(app)),
+        (None, Some(sel)) => {
+            validate_selector(&sel)?;
+            Ok(Target::Selector(sel))
+        }
+        _ => Err(Error::Usage("give an APP or -l SELECTOR".into())),
+    }
+}
+
+/// Parses `NAME=IMAGE` arguments (exit 2 on malformed input).
+pub fn parse_images(args: &[String]) -> Result<Vec<ImageSpec>> {
+    let specs = parse_image_pairs(args)?;
+    for (i, spec) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|s| s.container == spec.container) {
+            return Err(Error::Usage(format!(
+                "container {:?} is named twice: give each container one image",
+                spec.container
+            )));
+        }
+        validate_image(&spec.image).map_err(|e| {
+            Error::Usage(format!(
+                "{}={}: invalid image reference: {e}",
+                spec.container, spec.image
+            ))
+        })?;
+    }
+    Ok(specs)
+}
+
+fn parse_image_pairs(args: &[String]) -> Result<Vec<ImageSpec>> {
+    args.iter()
+        .map(|a| match a.split_once('=') {
+            Some((c, i))
+                if !c.trim().is_empty()
+                    && !i.trim().is_empty()
+                    && !i.contains(char::is_whitespace) =>
+            {
+                Ok(ImageSpec {
+                    container: c.trim().to_string(),
+                    image: i.trim().to_string(),
+                })
+            }
+            _ => Err(Error::Usage(format!(
+                "malformed {a:?}: expected CONTAINER=IMAGE (or *=IMAGE for every container)"
+            ))),
+        })
+        .collect()
+}
+
+/// An image reference as the container runtime parses it
+/// (`[host[:port]/]path[:tag][@algorithm:digest]`, distribution/reference's grammar).
+pub fn validate_image(image: &str) -> std::result::Result<(), String> {
+    let (rest, digest) = match image.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (image, None),
+    };
+    if let Some(d) = digest {
+        let (algo, hex) = d
+            .split_once(':')
+            .ok_or("a digest is ALGORITHM:HEX, e.g. sha256:…")?;
+        if algo.is_empty()
+            || !algo
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+            || hex.len() < 32
+            || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(format!("malformed digest {d:?}"));
+        }
+    }
+    // A tag follows the last ':' that comes after the last '/'.
+    let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && (t.as_bytes()[0].is_ascii_alphanumeric() || t.as_bytes()[0] == b'_')
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !ok {
+            return Err(format!("malformed tag {t:?}"));
+        }
+    }
+    if name.is_empty() {
+        return Err("the repository name is empty".into());
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // A first part with '.' or ':' or that is "localhost" is a registry host[:port].
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let host = parts.remove(0);
+        let (h, port) = match host.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        };
+        if h.is_empty()
+            || !h
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b))
+            || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(format!("malformed registry {host:?}"));
+        }
+    }
+    for c in parts {
+        let b = c.as_bytes();
+        let ok = !c.is_empty()
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+            && c.bytes()
+                .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(&x))
+            && !c.contains("..");
+        if !ok {
+            return Err(format!(
+                "{c:?}: repository path components are lowercase letters, digits and separators (. _ -)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A label key: an optional DNS-subdomain prefix and '/', then a name of up to 63
+/// characters (letters, digits, '-', '_', '.', alphanumeric at both ends).
+pub fn validate_label_key(key: &str) -> std::result::Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let ok = !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        if !ok {
+            return Err(format!("prefix {p:?} is not a DNS subdomain"));
+        }
+    }
+    if name.is_empty() || !model::is_label_value(name) {
+        return Err(format!(
+            "name {name:?} must be 1-63 letters, digits, '-', '_' or '.', alphanumeric at both ends"
+        ));
+    }
+    Ok(())
+}
+
+/// A label selector as the API server parses it: requirements separated by commas, each
+/// `key`, `!key`, `key=value`, `key==value`, `key!=value`, `key in (v1,v2)` or
+/// `key notin (v1,v2)`.
+pub fn validate_selector(selector: &str) -> Result<()> {
+    let bad = |why: String| Error::Usage(format!("invalid label selector {selector:?}: {why}"));
+    if selector.trim().is_empty() {
+        return Err(bad("it is empty".into()));
+    }
+    // Split on commas outside parentheses.
+    let mut requirements = Vec::new();
+    let (mut depth, mut start) = (0i32, 0usize);
+    for (i, c) in selector.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                requirements.push(&selector[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        if depth < 0 {
+            return Err(bad("unbalanced ')'".into()));
+        }
+    }
+    if depth != 0 {
+        return Err(bad("unbalanced '('".into()));
+    }
+    requirements.push(&selector[start..]);
+    for r in requirements {
+        let r = r.trim();
+        let key_ok = |k: &str| {
+            validate_label_key(k.trim()).map_err(|e| bad(format!("key {}: {e}", k.trim())))
+        };
+        let value_ok = |v: &str| {
+            let v = v.trim();
+            if model::is_label_value(v) {
+                Ok(())
+            } else {
+                Err(bad(format!("{v:?} is not a valid label value")))
+            }
+        };
+        if let Some(k) = r.strip_prefix('!') {
+            key_ok(k)?;
+        } else if let Some((k, v)) = r.split_once("!=") {
+            key_ok(k)?;
+            value_ok(v)?;
+        } else if let Some((k, v)) = r.split_once('=') {
+            let v = v.strip_prefix('=').unwrap_or(v);
+            if v.contains('=') {
+                return Err(bad(format!("{r:?} has more than one '='")));
+            }
+            key_ok(k)?;
+            value_ok(v)?;
+        } else if let Some((k, rest)) = r.split_once(" in ").or_else(|| r.split_once(" notin ")) {
+            key_ok(k)?;
+            let rest = rest.trim();
+            let inner = rest
+                .strip_prefix('(')
+                .and_then(|x| x.strip_suffix(')'))
+                .ok_or_else(|| bad(format!("{r:?}: the values of in/notin go in parentheses")))?;
+            for v in inner.split(',') {
+                value_ok(v)?;
+            }
+        } else {
+            key_ok(r)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -344,6 +681,133 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["-5m", "5", "m", "1d", "1h30", ""] {
+            if bad == "5" {
+                continue; // a bare number is seconds, as --request-timeout takes it
+            }
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn request(args: &[&str]) -> Result<Request> {
+        let mut argv = vec!["kubectl-bluegreen"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().into_request()
+    }
+
+    fn usage_error(args: &[&str]) -> String {
+        match request(args) {
+            Err(e @ Error::Usage(_)) => e.to_string(),
+            other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_usage_error_is_raised_before_any_api_call() {
+        for (args, says) in [
+            (
+                &["set-image", "shop", "web"][..],
+                "expected CONTAINER=IMAGE",
+            ),
+            (&["set-image", "shop", "=x:1"], "expected CONTAINER=IMAGE"),
+            (
+                &["set-image", "shop", "web=a b"],
+                "expected CONTAINER=IMAGE",
+            ),
+            (&["set-image", "shop", "web=x:1", "web=x:2"], "named twice"),
+            (
+                &["set-image", "shop", "web=Web:1"],
+                "invalid image reference",
+            ),
+            (&["set-image", "shop", "web=web:"], "malformed tag"),
+            (
+                &["set-image", "shop", "web=web:1@sha256:zz"],
+                "malformed digest",
+            ),
+            (
+                &["set-image", "shop", "web=x:1", "--replicas=-1"],
+                "--replicas -1",
+            ),
+            (
+                &["set-image", "shop", "web=x:1", "--color", "Green!"],
+                "not a valid label value",
+            ),
+            (
+                &["init", "web", "--color-label", "bad key"],
+                "--color-label",
+            ),
+            (&["promote", "-l", "a=b=c"], "more than one '='"),
+            (&["abort", "-l", "team in payments"], "parentheses"),
+            (&["status", "-l", "=x"], "invalid label selector"),
+            (&["list", "-l", "a,,b"], "invalid label selector"),
+        ] {
+            let msg = usage_error(args);
+            assert!(msg.contains(says), "{args:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn well_formed_requests_pass_validation() {
+        for args in [
+            &[
+                "set-image",
+                "shop",
+                "web=registry.example.com:5000/shop/web:1.5.0",
+            ][..],
+            &["set-image", "shop", "*=nginx"],
+            &[
+                "set-image",
+                "shop",
+                "web=ghcr.io/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            ],
+            &[
+                "set-image",
+                "shop",
+                "web=localhost/web:v2",
+                "sidecar=busybox:1.36",
+            ],
+            &[
+                "promote",
+                "-l",
+                "team=payments,tier!=db,env in (prod, staging),!legacy",
+            ],
+            &[
+                "promote",
+                "shop",
+                "--scale-down-old=1h30m",
+                "--timeout",
+                "90s",
+            ],
+            &["init", "web", "--color-label", "version"],
+            &["init", "web", "--color-label", "example.com/track"],
+        ] {
+            request(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+        let Request {
+            verb:
+                Verb::Write {
+                    intent: Intent::Promote(p),
+                    options,
+                    ..
+                },
+            ..
+        } = request(&[
+            "promote",
+            "shop",
+            "--scale-down-old=1h30m",
+            "--timeout",
+            "90s",
+        ])
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(p.scale_down_old, Some(Duration::from_secs(5400)));
+        assert_eq!(options.timeout, Duration::from_secs(90));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! kube-rs's, which follows client-go.
 
 use crate::cli::GlobalOpts;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use std::time::Duration;
 
@@ -24,10 +24,10 @@ pub struct Connection {
 fn load_kubeconfig(opts: &GlobalOpts) -> Result<Option<Kubeconfig>> {
     if let Some(path) = &opts.kubeconfig {
         if !path.exists() {
-            return Err(Error::NotFound(format!(
-                "kubeconfig file {} does not exist",
-                path.display()
-            )));
+            return Err(Error::NotFound(
+                Reason::KubeconfigNotFound,
+                format!("kubeconfig file {} does not exist", path.display()),
+            ));
         }
         return Kubeconfig::read_from(path)
             .map(Some)
@@ -52,14 +52,16 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
                 Some(c) if !c.is_empty() => c,
                 _ => {
                     return Err(Error::NotFound(
+                        Reason::KubeconfigNotFound,
                         "no context is set in the kubeconfig: pass --context or run `kubectl config use-context NAME`".into(),
                     ));
                 }
             };
             let Some(named) = kc.contexts.iter().find(|c| c.name == context) else {
-                return Err(Error::NotFound(format!(
-                    "context \"{context}\" not found in the kubeconfig"
-                )));
+                return Err(Error::NotFound(
+                    Reason::NotFound,
+                    format!("context \"{context}\" not found in the kubeconfig"),
+                ));
             };
             let ctx_user = named
                 .context
@@ -70,16 +72,18 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
             if let Some(cluster) = &opts.cluster
                 && !kc.clusters.iter().any(|c| &c.name == cluster)
             {
-                return Err(Error::NotFound(format!(
-                    "cluster \"{cluster}\" not found in the kubeconfig"
-                )));
+                return Err(Error::NotFound(
+                    Reason::NotFound,
+                    format!("cluster \"{cluster}\" not found in the kubeconfig"),
+                ));
             }
             if let Some(u) = &opts.user
                 && !kc.auth_infos.iter().any(|a| &a.name == u)
             {
-                return Err(Error::NotFound(format!(
-                    "user \"{u}\" not found in the kubeconfig"
-                )));
+                return Err(Error::NotFound(
+                    Reason::NotFound,
+                    format!("user \"{u}\" not found in the kubeconfig"),
+                ));
             }
             let kco = KubeConfigOptions {
                 context: Some(context.clone()),
@@ -93,7 +97,7 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
         }
         None => {
             let config = kube::Config::incluster().map_err(|_| {
-                Error::NotFound("no kubeconfig found (set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config) and not running in a cluster".into())
+                Error::NotFound(Reason::KubeconfigNotFound, "no kubeconfig found (set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config) and not running in a cluster".into())
             })?;
             (
                 config,

@@ -1,6 +1,7 @@
-//! The plugin's errors and the one place they map to exit codes (design §4):
-//! 0 ok · 1 unexpected · 2 usage · 3 not found · 4 precondition not met · 5 conflict or
-//! lock held · 6 timed out waiting · 7 switched but endpoints did not converge.
+//! The plugin's errors, their stable reasons, and the one place they map to exit codes
+//! (design §4): 0 ok · 1 unexpected · 2 usage · 3 not found · 4 precondition not met ·
+//! 5 conflict or lock held · 6 timed out waiting · 7 switched but endpoints did not
+//! converge · 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -10,13 +11,14 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// An app, object, context or kubeconfig that does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The cluster is not in a state the command can act on (includes RBAC denials).
-    #[error("{0}")]
-    Precondition(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error("{1}")]
+    NotFound(Reason, String),
+    /// The cluster is not in a state the command can act on: a refusal.
+    #[error("{1}")]
+    Precondition(Reason, String),
+    /// Someone else changed the object, or holds the app's Lease.
+    #[error("{1}")]
+    Conflict(Reason, String),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -63,9 +65,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
-            Error::NotFound(_) | Error::Kubeconfig(_) => 3,
-            Error::Precondition(_) => 4,
-            Error::Conflict(_) => 5,
+            Error::NotFound(..) | Error::Kubeconfig(_) => 3,
+            Error::Precondition(..) => 4,
+            Error::Conflict(..) => 5,
             Error::Timeout(_) => 6,
             Error::NotConverged(_) => 7,
             Error::Kube {
@@ -80,6 +82,31 @@ impl Error {
             Error::Kube { .. } | Error::Io(_) | Error::Other(_) => 1,
             Error::Interrupted(_) => 130,
             Error::Worst { code, .. } => *code,
+        }
+    }
+
+    /// The stable, machine-readable reason (for `-o json` results and scripts).
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::Usage(_) => Reason::InvalidArgument,
+            Error::NotFound(r, _) | Error::Precondition(r, _) | Error::Conflict(r, _) => *r,
+            Error::Timeout(_) => Reason::TimedOut,
+            Error::NotConverged(_) => Reason::EndpointsNotConverged,
+            Error::Kube {
+                source: kube::Error::Api(s),
+                ..
+            } => match s.code {
+                401 => Reason::Unauthorized,
+                403 => Reason::Forbidden,
+                404 => Reason::NotFound,
+                409 => Reason::Conflict,
+                _ => Reason::ApiError,
+            },
+            Error::Kube { .. } => Reason::ApiError,
+            Error::Kubeconfig(_) => Reason::KubeconfigNotFound,
+            Error::Io(_) | Error::Other(_) => Reason::Internal,
+            Error::Interrupted(_) => Reason::Interrupted,
+            Error::Worst { .. } => Reason::SomeFailed,
         }
     }
 
@@ -109,4 +136,49 @@ impl Error {
     pub fn to_exit_code(&self) -> ExitCode {
         ExitCode::from(self.exit_code())
     }
+}
+
+/// Why a command stopped, as a stable name scripts can branch on (`-o json` carries it;
+/// the message beside it is for people and may change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Reason {
+    // usage (exit 2)
+    InvalidArgument,
+    // not found (exit 3)
+    NotFound,
+    AppNotFound,
+    NotAnApp,
+    ServiceNotFound,
+    NoSuchSlot,
+    NoSuchContainer,
+    KubeconfigNotFound,
+    // refusals (exit 4)
+    TooManySlots,
+    NoLiveColor,
+    ColorMatchesNoSlot,
+    ServicesDisagree,
+    NoPreviewSlot,
+    NoLiveSlot,
+    PreviewNotReady,
+    PreviewCannotStart,
+    PreviewEmpty,
+    PreviewTooSmall,
+    PreviousVersion,
+    NothingToAbort,
+    NameTaken,
+    NothingToAdopt,
+    AmbiguousAdoption,
+    Unauthorized,
+    Forbidden,
+    // conflicts (exit 5)
+    Conflict,
+    ChangedMeanwhile,
+    LeaseHeld,
+    // waits and the rest
+    TimedOut,
+    EndpointsNotConverged,
+    ApiError,
+    Interrupted,
+    SomeFailed,
+    Internal,
 }

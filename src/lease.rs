@@ -5,7 +5,8 @@
 //! machine that no longer exists. Every Lease write is guarded by its
 //! resourceVersion, so two takers cannot both win.
 
-use crate::error::{Error, Result};
+use crate::env::Clock;
+use crate::error::{Error, Reason, Result};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
@@ -19,6 +20,7 @@ pub struct LeaseGuard {
     api: Api<Lease>,
     name: String,
     holder: String,
+    now: Clock,
     renew: JoinHandle<()>,
 }
 
@@ -26,36 +28,51 @@ pub fn lease_name(app: &str) -> String {
     format!("bluegreen-{app}")
 }
 
-fn now() -> MicroTime {
-    MicroTime(jiff::Timestamp::now())
+/// Who takes the Lease: `user@host/pid`, the host and pid being those of this process
+/// (so a dead local holder can be told from a live remote one), and the clock to stamp
+/// acquire and renew times with.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub identity: String,
+    pub host: String,
+    pub pid: u32,
+    pub now: Clock,
 }
 
-fn expired(spec: &LeaseSpec) -> bool {
+impl Holder {
+    pub fn new(user: &str, host: &str, pid: u32, now: Clock) -> Holder {
+        Holder {
+            identity: format!("{user}@{host}/{pid}"),
+            host: host.to_string(),
+            pid,
+            now,
+        }
+    }
+}
+
+fn expired(spec: &LeaseSpec, now: jiff::Timestamp) -> bool {
     let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
         return true;
     };
     let secs = spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS) as i64;
-    jiff::Timestamp::now().as_second() > renewed.0.as_second() + secs
+    now.as_second() > renewed.0.as_second() + secs
 }
 
 /// Whether the holder is a process of this machine that no longer exists (a killed
 /// command): its Lease need not be waited out. Only decidable where /proc exists.
-fn holder_is_dead_local_process(holder: &str) -> bool {
+fn holder_is_dead_local_process(holder: &str, me: &Holder) -> bool {
     let Some((user_host, pid)) = holder.rsplit_once('/') else {
         return false;
     };
     let Some((_, host)) = user_host.rsplit_once('@') else {
         return false;
     };
-    let here = hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let proc = std::path::Path::new("/proc");
-    host == here
+    host == me.host
         && proc.join("self").exists()
         && pid
             .parse::<u32>()
-            .is_ok_and(|p| p != std::process::id() && !proc.join(p.to_string()).exists())
+            .is_ok_and(|p| p != me.pid && !proc.join(p.to_string()).exists())
 }
 
 fn held_by(lease: &Lease) -> Option<String> {
@@ -66,22 +83,24 @@ fn held_by(lease: &Lease) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn locked_error(app: &str, lease: &Lease) -> Error {
+fn locked_error(app: &str, lease: &Lease, now: jiff::Timestamp) -> Error {
     let spec = lease.spec.clone().unwrap_or_default();
     let since = spec.acquire_time.map(|t| {
-        let ago =
-            crate::render::human_duration(jiff::Timestamp::now().as_second() - t.0.as_second());
+        let ago = crate::render::human_duration(now.as_second() - t.0.as_second());
         format!(
             " since {} ({ago} ago)",
             t.0.round(jiff::Unit::Second).unwrap_or(t.0)
         )
     });
-    Error::Conflict(format!(
-        "app {app} is locked by {}{}: another command is working on it; the lock expires {}s after its holder stops renewing it",
-        held_by(lease).unwrap_or_default(),
-        since.unwrap_or_default(),
-        spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS)
-    ))
+    Error::Conflict(
+        Reason::LeaseHeld,
+        format!(
+            "app {app} is locked by {}{}: another command is working on it; the lock expires {}s after its holder stops renewing it",
+            held_by(lease).unwrap_or_default(),
+            since.unwrap_or_default(),
+            spec.lease_duration_seconds.unwrap_or(LEASE_SECONDS)
+        ),
+    )
 }
 
 /// Takes the app's Lease or fails with exit 5 naming its holder.
@@ -89,8 +108,11 @@ pub async fn acquire(
     client: &kube::Client,
     namespace: &str,
     app: &str,
-    holder: &str,
+    me: &Holder,
 ) -> Result<LeaseGuard> {
+    let holder = me.identity.as_str();
+    let clock = me.now;
+    let now = move || MicroTime(clock());
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
     let name = lease_name(app);
     let fresh = |transitions: i32| LeaseSpec {
@@ -122,7 +144,7 @@ pub async fn acquire(
                         .get(&name)
                         .await
                         .map_err(|e| Error::kube(format!("read lease {name}"), e))?;
-                    return Err(locked_error(app, &current));
+                    return Err(locked_error(app, &current, clock()));
                 }
                 Err(e) => return Err(Error::kube(format!("create lease {name}"), e)),
             }
@@ -130,10 +152,10 @@ pub async fn acquire(
         Some(mut lease) => {
             let spec = lease.spec.clone().unwrap_or_default();
             let free = held_by(&lease)
-                .is_none_or(|h| h == holder || holder_is_dead_local_process(&h))
-                || expired(&spec);
+                .is_none_or(|h| h == holder || holder_is_dead_local_process(&h, me))
+                || expired(&spec, clock());
             if !free {
-                return Err(locked_error(app, &lease));
+                return Err(locked_error(app, &lease, clock()));
             }
             tracing::info!(lease = %name, previous = ?held_by(&lease), "taking the lease");
             lease.spec = Some(fresh(spec.lease_transitions.unwrap_or(0) + 1));
@@ -144,7 +166,7 @@ pub async fn acquire(
                         .get(&name)
                         .await
                         .map_err(|e| Error::kube(format!("read lease {name}"), e))?;
-                    return Err(locked_error(app, &current));
+                    return Err(locked_error(app, &current, clock()));
                 }
                 Err(e) => return Err(Error::kube(format!("take lease {name}"), e)),
             }
@@ -174,6 +196,7 @@ pub async fn acquire(
         api,
         name,
         holder: holder.to_string(),
+        now: clock,
         renew,
     })
 }
@@ -191,7 +214,7 @@ impl LeaseGuard {
             }
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
-                spec.renew_time = Some(now());
+                spec.renew_time = Some(MicroTime((self.now)()));
             }
             match self
                 .api

@@ -1,9 +1,22 @@
 //! kubectl-bluegreen: safe blue/green releases for plain Deployments and Services.
 //!
-//! The pipeline: `observe` reads the cluster into a `Snapshot`, `model` turns it into
-//! apps (a pure function), `render` writes them; `cmd/<verb>` composes the three, and
-//! `connect` builds the client the way kubectl does. `main.rs` only maps `run` to an
-//! exit code.
+//! One command, one path through these modules:
+//!
+//! ```text
+//! main ─ cli (flags → one validated Request) ─ run
+//!   read verbs:  cmd/<verb>: observe → model → render
+//!   write verbs: pipeline: observe → plan (pure) → lease → apply → verify
+//!                                                   │        └ waits are plan steps
+//!                                                   └ re-plan on a tripped guard
+//! ```
+//!
+//! - `connect` builds the client the way kubectl does; `env` holds it with the output,
+//!   the clock and the host (tests inject all three);
+//! - `observe` reads the cluster into a `Snapshot`; `model` turns it into apps (pure);
+//!   `facts` decides the predicates model, plan and verify share;
+//! - `plan` makes the guarded steps of a write (pure, one planner per verb); `apply`
+//!   performs them; `verify` waits on watches; `lease` is the app's lock;
+//! - `render` writes tables and documents from the model and from plans.
 
 pub mod apply;
 pub mod cli;
@@ -11,81 +24,77 @@ pub mod cmd;
 pub mod connect;
 pub mod env;
 pub mod error;
+pub mod facts;
 pub mod lease;
 pub mod model;
 pub mod observe;
+pub mod pipeline;
 pub mod plan;
 pub mod progress;
 pub mod render;
+pub mod request;
 #[cfg(test)]
 mod testutil;
 pub mod verify;
 
-use cli::{Cli, Command};
+use env::{Env, Io};
 use error::Result;
-use std::io::IsTerminal;
+use request::{Request, Verb};
 
-/// Runs one parsed command line against the cluster, writing to stdout.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs one request in this process, writing to stdout.
+pub async fn run(request: Request) -> Result<()> {
+    run_with(request, Io::process()).await
+}
+
+/// Runs one request with the given output, clock and host (tests capture and fix them).
+pub async fn run_with(request: Request, mut io: Io) -> Result<()> {
     // These need no cluster.
-    match &cli.command {
-        Command::Completion { shell } => {
-            cmd::completion::generate(*shell, &mut std::io::stdout());
+    match &request.verb {
+        Verb::Completion { shell } => {
+            cmd::completion::generate(*shell, &mut io.out);
             return Ok(());
         }
-        Command::Complete { words } => {
+        Verb::Complete { words } => {
             let text = cmd::completion::complete(words).await;
-            print!("{text}");
+            io.out.write_all(text.as_bytes())?;
             return Ok(());
         }
-        Command::Version {
-            client: true,
+        Verb::Version {
+            client_only: true,
             output,
-        } => return cmd::version::run(None, output.map(format_of)).await,
+        } => return cmd::version::run(None, &mut io.out, *output).await,
         _ => {}
     }
-    let conn = connect::connect(&cli.global).await?;
-    let tty = std::io::stdout().is_terminal();
-    let machine_output = match &cli.command {
-        Command::Status(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
-        Command::List(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
-        Command::History(a) => matches!(a.output, cli::Output::Json | cli::Output::Yaml),
-        Command::SetImage(a) => a.opts.output.is_some(),
-        Command::Promote(a) => a.opts.output.is_some(),
-        Command::Abort(a) => a.opts.output.is_some(),
-        Command::Wait(_) => false,
-        Command::Init(a) => a.opts.output.is_some(),
-        Command::Version { output, .. } => output.is_some(),
-        Command::Completion { .. } | Command::Complete { .. } => true,
-    };
-    let color = tty && !machine_output && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let mut env = env::Env {
-        conn,
-        out: Box::new(std::io::stdout()),
-        now: jiff::Timestamp::now,
-        style: render::Style { color },
-        tty,
-        tty_err: std::io::stderr().is_terminal(),
-    };
-    match &cli.command {
-        Command::Status(a) => cmd::status::run(&mut env, a).await,
-        Command::List(a) => cmd::list::run(&mut env, a).await,
-        Command::History(a) => cmd::history::run(&mut env, a).await,
-        Command::SetImage(a) => cmd::set_image::run(&mut env, a).await,
-        Command::Promote(a) => cmd::promote::run(&mut env, a).await,
-        Command::Abort(a) => cmd::abort::run(&mut env, a).await,
-        Command::Wait(a) => cmd::wait::run(&mut env, a).await,
-        Command::Init(a) => cmd::init::run(&mut env, a).await,
-        Command::Version { output, .. } => {
-            cmd::version::run(Some(&mut env), output.map(format_of)).await
+    let conn = connect::connect(&request.connection).await?;
+    let mut env = Env::new(conn, io, request.verb.machine_output());
+    match request.verb {
+        Verb::Status {
+            target,
+            output,
+            watch,
+        } => cmd::status::run(&mut env, &target, output, watch).await,
+        Verb::List {
+            all_namespaces,
+            selector,
+            output,
+        } => cmd::list::run(&mut env, all_namespaces, selector.as_deref(), output).await,
+        Verb::History { app, output } => cmd::history::run(&mut env, &app, output).await,
+        Verb::Write {
+            target,
+            intent,
+            options,
+        } => pipeline::run(&mut env, &target, &intent, &options).await,
+        Verb::Wait {
+            app,
+            until,
+            timeout,
+        } => cmd::wait::run(&mut env, &app, until, timeout).await,
+        Verb::Version { output, .. } => {
+            let Env { out, conn, .. } = &mut env;
+            cmd::version::run(Some(conn), out, output).await
         }
-        Command::Completion { .. } | Command::Complete { .. } => Ok(()),
+        Verb::Completion { .. } | Verb::Complete { .. } => Ok(()),
     }
 }
 
-fn format_of(o: cli::ResultOutput) -> render::Format {
-    match o {
-        cli::ResultOutput::Json => render::Format::Json,
-        cli::ResultOutput::Yaml => render::Format::Yaml,
-    }
-}
+use std::io::Write as _;

@@ -1,4 +1,4 @@
-//! `kubectl-bluegreen`: parse, run, print one error line, return the exit code.
+//! `kubectl-bluegreen`: parse and validate, run, print one error line, return the exit code.
 
 use clap::Parser;
 use kubectl_bluegreen::{cli::Cli, run};
@@ -6,31 +6,32 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.global.verbosity {
-        0 => tracing::Level::WARN,
-        1..=2 => tracing::Level::INFO,
-        3..=5 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    if cli.global.verbosity > 0 {
+    let verbosity = cli.global.verbosity;
+    if verbosity > 0 {
+        let level = match verbosity {
+            1..=2 => tracing::Level::INFO,
+            3..=5 => tracing::Level::DEBUG,
+            _ => tracing::Level::TRACE,
+        };
         tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_max_level(level)
             .with_target(false)
             .init();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    let outcome = cli.into_request().and_then(|request| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                kubectl_bluegreen::error::Error::Other(format!(
+                    "cannot start the async runtime: {e}"
+                ))
+            })?;
+        runtime.block_on(run(request))
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         // `| head` closed the pipe: that is success for a reader that had enough.
         Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,

@@ -4,6 +4,8 @@
 //! and the problems the model must name rather than hide. Rendering and, later,
 //! planning read only this.
 
+use crate::error::{Error, Reason, Result};
+use crate::facts::{self, PodOwners, Rollout};
 use crate::observe::Snapshot;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Service;
@@ -17,6 +19,37 @@ pub const PREVIEW_ANNOTATION: &str = "bluegreen.io/preview-service";
 pub const PREVIOUS_COLOR_ANNOTATION: &str = "bluegreen.io/previous-color";
 pub const HISTORY_ANNOTATION: &str = "bluegreen.io/history";
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// What a mutating command does; also the `action` of its history entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Promote,
+    Abort,
+    SetImage,
+    Init,
+    /// An action this version does not know (written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Promote => "promote",
+            Action::Abort => "abort",
+            Action::SetImage => "set-image",
+            Action::Init => "init",
+            Action::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
@@ -103,7 +136,7 @@ pub struct Slot {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
-    pub action: String,
+    pub action: Action,
     #[serde(default)]
     pub from: String,
     #[serde(default)]
@@ -271,30 +304,14 @@ fn revision_of(md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) 
         .cloned()
 }
 
-fn owner_name(rs: &ReplicaSet) -> Option<String> {
-    rs.metadata
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|o| o.controller == Some(true) && o.kind == "Deployment")
-        .map(|o| o.name.clone())
-}
-
 fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
     let spec = d.spec.as_ref();
-    let st = d.status.clone().unwrap_or_default();
-    let desired = spec.and_then(|s| s.replicas).unwrap_or(1);
-    let generation = d.metadata.generation.unwrap_or(0);
-    let observed = st.observed_generation.unwrap_or(0);
-    let (ready, updated, available, unavailable) = (
-        st.ready_replicas.unwrap_or(0),
-        st.updated_replicas.unwrap_or(0),
-        st.available_replicas.unwrap_or(0),
-        st.unavailable_replicas.unwrap_or(0),
-    );
-    let conditions: Vec<Condition> = st
-        .conditions
-        .iter()
+    let rollout = Rollout::of(d);
+    let conditions: Vec<Condition> = d
+        .status
+        .as_ref()
+        .and_then(|st| st.conditions.as_ref())
+        .into_iter()
         .flatten()
         .map(|c| Condition {
             type_: c.type_.clone(),
@@ -303,9 +320,6 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
             message: c.message.clone(),
         })
         .collect();
-    let failed = conditions
-        .iter()
-        .any(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"));
     let revision = revision_of(&d.metadata);
     let pod_template_hash = replicasets
         .iter()
@@ -316,27 +330,21 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
         role: Role::Idle,
         deployment: name_of(&d.metadata),
         images: images_of(d),
-        desired,
-        ready,
-        updated,
-        available,
-        unavailable,
+        desired: rollout.desired,
+        ready: rollout.ready,
+        updated: rollout.updated,
+        available: rollout.available,
+        unavailable: rollout.unavailable,
         revision,
         created: d
             .metadata
             .creation_timestamp
             .as_ref()
             .map(|t| t.0.to_string()),
-        generation,
-        observed_generation: observed,
+        generation: rollout.generation,
+        observed_generation: rollout.observed_generation,
         pod_template_hash,
-        rolled_out: observed >= generation
-            && updated == desired
-            && ready == desired
-            && available == desired
-            && unavailable == 0
-            && st.replicas.unwrap_or(0) == desired
-            && !failed,
+        rolled_out: rollout.is_complete(),
         conditions,
         serving: Vec::new(),
         resource_version: d.metadata.resource_version.clone().unwrap_or_default(),
@@ -477,7 +485,7 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
         let owned: Vec<&ReplicaSet> = rs_in_ns
             .iter()
             .copied()
-            .filter(|r| owner_name(r).as_deref() == Some(dname.as_str()))
+            .filter(|r| facts::owner_deployment(r) == Some(dname.as_str()))
             .collect();
         slots.push(slot_from(d, color, &owned));
     }
@@ -525,10 +533,11 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
     slots.sort_by(|a, b| a.role.cmp(&b.role).then(a.color.cmp(&b.color)));
 
     // What really serves each Service: ready endpoints whose pods belong to a slot.
-    let rs_owner: BTreeMap<String, String> = rs_in_ns
+    let rs_owner: BTreeMap<&str, &str> = rs_in_ns
         .iter()
-        .filter_map(|r| Some((name_of(&r.metadata), owner_name(r)?)))
+        .filter_map(|r| Some((r.metadata.name.as_deref()?, facts::owner_deployment(r)?)))
         .collect();
+    let pod_owners = PodOwners::new(rs_owner.keys().copied());
     let mut served: Vec<String> = app_services.iter().map(|s| s.name.clone()).collect();
     if let Some(p) = preview_service.as_ref().filter(|p| p.exists) {
         served.push(p.name.clone());
@@ -551,10 +560,10 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
                 .as_ref()
                 .filter(|t| t.kind.as_deref() == Some("Pod"))
                 .and_then(|t| t.name.as_deref())
-                .and_then(|pod| pod.rsplit_once('-').map(|(rs, _)| rs))
+                .and_then(|pod| pod_owners.owner(pod))
                 .and_then(|rs| rs_owner.get(rs));
-            match deployment.filter(|d| slots.iter().any(|s| &&s.deployment == d)) {
-                Some(d) => *counts.entry(d.clone()).or_default() += 1,
+            match deployment.filter(|d| slots.iter().any(|s| s.deployment == **d)) {
+                Some(d) => *counts.entry(d.to_string()).or_default() += 1,
                 None => outside += ep.addresses.len().max(1) as u32,
             }
         }
@@ -650,6 +659,57 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
         history,
         problems,
     }
+}
+
+/// Picks one app by name, or says precisely why there is none (exit 3).
+pub fn find_app(snap: &Snapshot, namespace: &str, name: &str) -> Result<App> {
+    let apps = build_in(snap, namespace);
+    if let Some(app) = apps.into_iter().find(|a| a.name == name) {
+        return Ok(app);
+    }
+    let svc = snap.services.iter().find(|s| {
+        s.metadata.namespace.as_deref() == Some(namespace)
+            && s.metadata.name.as_deref() == Some(name)
+    });
+    let preview_of = snap.services.iter().find(|s| {
+        s.metadata.namespace.as_deref() == Some(namespace)
+            && s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PREVIEW_ANNOTATION))
+                .map(String::as_str)
+                == Some(name)
+    });
+    let reason = if svc.is_some() || preview_of.is_some() {
+        Reason::NotAnApp
+    } else {
+        Reason::AppNotFound
+    };
+    Err(Error::NotFound(
+        reason,
+        match (svc, preview_of) {
+            (_, Some(owner)) => format!(
+                "{name} is the preview Service of app {}: run `kubectl bluegreen status {}`",
+                app_name_of(owner),
+                app_name_of(owner)
+            ),
+            (Some(_), None) => format!(
+                "Service {name} in namespace {namespace} has no {} in its selector, so it is not a blue/green app (for an existing label such as `version`: kubectl annotate service {name} {}=version)",
+                DEFAULT_COLOR_LABEL, COLOR_LABEL_ANNOTATION
+            ),
+            (None, None) => format!(
+                "app {name:?} not found in namespace {namespace}: no Service named {name} or labelled {}={name} selects a color label (`kubectl bluegreen list -A` shows the apps)",
+                APP_LABEL
+            ),
+        },
+    ))
+}
+
+/// The apps of one namespace of the snapshot.
+fn build_in(snap: &Snapshot, namespace: &str) -> Vec<App> {
+    let mut apps = build(snap);
+    apps.retain(|a| a.namespace == namespace);
+    apps
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //!   or the controller names (progress deadline), reported at once (exit 4);
 //! - `serving_only`: every given Service's ready endpoints are pods of one slot.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
+use crate::facts::{self, PodOwners, Rollout};
 use crate::progress::Progress;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -16,16 +17,6 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-
-/// Container states that will not fix themselves: waiting longer does not help.
-const FATAL_WAITING: &[&str] = &[
-    "CrashLoopBackOff",
-    "ImagePullBackOff",
-    "ErrImagePull",
-    "InvalidImageName",
-    "CreateContainerConfigError",
-    "CreateContainerError",
-];
 
 /// A Deployment's pod selector (its `matchLabels`), read now.
 async fn pod_selector(
@@ -49,20 +40,6 @@ fn selector_string(m: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
-/// Whether a Deployment is rolled out at its latest generation (kubectl's rollout status).
-pub fn deployment_rolled_out(d: &Deployment) -> bool {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let Some(st) = d.status.as_ref() else {
-        return false;
-    };
-    st.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
-        && st.updated_replicas.unwrap_or(0) == want
-        && st.replicas.unwrap_or(0) == want
-        && st.ready_replicas.unwrap_or(0) == want
-        && st.available_replicas.unwrap_or(0) == want
-        && st.unavailable_replicas.unwrap_or(0) == 0
-}
-
 /// A failure that ends the wait: the rollout's own verdict or a pod that cannot start.
 fn rollout_failure(d: &Deployment, pods: &[std::sync::Arc<Pod>]) -> Option<String> {
     let name = d.metadata.name.clone().unwrap_or_default();
@@ -72,7 +49,7 @@ fn rollout_failure(d: &Deployment, pods: &[std::sync::Arc<Pod>]) -> Option<Strin
         .and_then(|s| s.conditions.as_ref())
         .and_then(|cs| {
             cs.iter()
-                .find(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+                .find(|c| c.reason.as_deref() == Some(facts::PROGRESS_DEADLINE_EXCEEDED))
         })
     {
         return Some(format!(
@@ -98,29 +75,14 @@ fn rollout_failure(d: &Deployment, pods: &[std::sync::Arc<Pod>]) -> Option<Strin
                 .iter()
                 .all(|c| c.image.as_ref().is_some_and(|i| images.contains(i)))
         });
-        if !current || p.metadata.deletion_timestamp.is_some() {
+        if !current {
             continue;
         }
-        for cs in p
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref())
-            .into_iter()
-            .flatten()
-        {
-            if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref())
-                && let Some(reason) = w.reason.as_deref().filter(|r| FATAL_WAITING.contains(r))
-            {
-                return Some(format!(
-                    "pod {} of deployment {name} cannot become ready: container {} is in {reason}{}",
-                    p.metadata.name.clone().unwrap_or_default(),
-                    cs.name,
-                    w.message
-                        .as_ref()
-                        .map(|m| format!(" ({m})"))
-                        .unwrap_or_default()
-                ));
-            }
+        if let Some(why) = facts::pod_cannot_start(p) {
+            return Some(format!(
+                "pod {} of deployment {name} cannot become ready: {why}",
+                p.metadata.name.clone().unwrap_or_default(),
+            ));
         }
     }
     None
@@ -169,10 +131,11 @@ pub async fn rolled_out(
     let check = || -> Option<Result<()>> {
         let d = d_reader.state().into_iter().next()?;
         progress.update(&progress_line(&d));
-        if deployment_rolled_out(&d) {
+        if Rollout::of(&d).is_complete() {
             return Some(Ok(()));
         }
-        rollout_failure(&d, &p_reader.state()).map(|f| Err(Error::Precondition(f)))
+        rollout_failure(&d, &p_reader.state())
+            .map(|f| Err(Error::Precondition(Reason::PreviewCannotStart, f)))
     };
     let waited = until(events, &d_reader, &p_reader, check, timeout).await;
     match waited {
@@ -236,6 +199,7 @@ fn endpoint_split(
     service: &str,
     slot_rs: &BTreeSet<String>,
 ) -> (u32, Vec<String>) {
+    let owners = PodOwners::new(slot_rs.iter().map(String::as_str));
     let (mut ours, mut others) = (0u32, Vec::new());
     for s in slices.iter().filter(|s| {
         s.metadata
@@ -254,9 +218,9 @@ fn endpoint_split(
                 .as_ref()
                 .and_then(|t| t.name.clone())
                 .unwrap_or_else(|| ep.addresses.join(","));
-            match pod.rsplit_once('-') {
-                Some((rs, _)) if slot_rs.contains(rs) => ours += 1,
-                _ => others.push(pod),
+            match owners.owner(&pod) {
+                Some(_) => ours += 1,
+                None => others.push(pod),
             }
         }
     }
@@ -320,13 +284,7 @@ pub async fn serving_only(
     let slot_rs = |r: &Store<ReplicaSet>| -> BTreeSet<String> {
         r.state()
             .iter()
-            .filter(|rs| {
-                rs.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.controller == Some(true) && o.name == deployment)
-            })
+            .filter(|rs| facts::owner_deployment(rs) == Some(deployment))
             .filter_map(|rs| rs.metadata.name.clone())
             .collect()
     };

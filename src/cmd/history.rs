@@ -1,14 +1,13 @@
 //! `kubectl bluegreen history APP [-o ...]`.
 
-use crate::cli::{HistoryArgs, Output};
-use crate::cmd;
+use crate::cli::Output;
 use crate::env::Env;
 use crate::error::Result;
 use crate::model;
 use crate::observe::{self, Scope};
 use crate::render::{self, Format, history::AppHistory};
 
-pub async fn run(env: &mut Env, args: &HistoryArgs) -> Result<()> {
+pub async fn run(env: &mut Env, app: &str, output: Output) -> Result<()> {
     let ns = env.conn.namespace.clone();
     let snap = observe::snapshot_with(
         &env.conn.client,
@@ -17,8 +16,8 @@ pub async fn run(env: &mut Env, args: &HistoryArgs) -> Result<()> {
         observe::Detail::Lean,
     )
     .await?;
-    let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;
-    let text = match args.output {
+    let app = model::find_app(&snap, &ns, app)?;
+    let text = match output {
         Output::Json => render::document(&AppHistory::new(&app), Format::Json)?,
         Output::Yaml => render::document(&AppHistory::new(&app), Format::Yaml)?,
         Output::Table | Output::Wide => render::history::render(&app, (env.now)()),

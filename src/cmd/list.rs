@@ -1,22 +1,26 @@
 //! `kubectl bluegreen list [-A] [-l SELECTOR] [-o ...]`.
 
-use crate::cli::{ListArgs, Output};
+use crate::cli::Output;
 use crate::env::Env;
 use crate::error::Result;
 use crate::model;
 use crate::observe::{self, Scope};
 use crate::render::{self, Format, status::AppStatusList};
 
-pub async fn run(env: &mut Env, args: &ListArgs) -> Result<()> {
-    let scope = if args.all_namespaces {
+pub async fn run(
+    env: &mut Env,
+    all_namespaces: bool,
+    selector: Option<&str>,
+    output: Output,
+) -> Result<()> {
+    let scope = if all_namespaces {
         Scope::All
     } else {
         Scope::Namespace(env.conn.namespace.clone())
     };
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let (snap, matching) =
-        observe::snapshot_selecting(&client, &scope, args.selector.as_deref(), timeout).await?;
+    let (snap, matching) = observe::snapshot_selecting(&client, &scope, selector, timeout).await?;
     let mut apps = model::build(&snap);
     if let Some(m) = matching {
         apps.retain(|a| {
@@ -25,7 +29,7 @@ pub async fn run(env: &mut Env, args: &ListArgs) -> Result<()> {
                 .any(|s| m.contains(&(a.namespace.clone(), s.name.clone())))
         });
     }
-    let text = match args.output {
+    let text = match output {
         Output::Json => {
             render::document(&AppStatusList::new(&apps, &env.conn.context), Format::Json)?
         }
@@ -36,9 +40,7 @@ pub async fn run(env: &mut Env, args: &ListArgs) -> Result<()> {
             Scope::All => "No blue/green apps found.\n".to_string(),
             Scope::Namespace(ns) => format!("No blue/green apps found in {ns} namespace.\n"),
         },
-        Output::Table | Output::Wide => {
-            render::list::render(&apps, args.all_namespaces, (env.now)())
-        }
+        Output::Table | Output::Wide => render::list::render(&apps, all_namespaces, (env.now)()),
     };
     env.print(&text)?;
     Ok(())

@@ -1,27 +1,37 @@
 //! `kubectl bluegreen status APP | -l SELECTOR [-o ...] [--watch]`.
 
-use crate::cli::{Output, StatusArgs};
+use crate::cli::Output;
+use crate::cmd::watch;
 use crate::env::Env;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
+use crate::model;
 use crate::observe::{self, Scope};
-use crate::render::{self, Format, status::AppStatus, status::AppStatusList};
-use crate::{cmd, model};
+use crate::render;
+use crate::request::Target;
 
-pub async fn run(env: &mut Env, args: &StatusArgs) -> Result<()> {
-    if args.watch {
-        return cmd::watch::run(env, args).await;
+pub async fn run(env: &mut Env, target: &Target, output: Output, follow: bool) -> Result<()> {
+    if follow {
+        return match target {
+            Target::App(app) => watch::run(env, app, output).await,
+            Target::Selector(_) => Err(Error::Usage(
+                "--watch follows one app: give APP instead of -l".into(),
+            )),
+        };
     }
     let ns = env.conn.namespace.clone();
     let scope = Scope::Namespace(ns.clone());
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let (snap, matching) =
-        observe::snapshot_selecting(&client, &scope, args.selector.as_deref(), timeout).await?;
-    let apps = model::build(&snap);
-    let apps = match (&args.app, matching) {
-        (Some(name), _) => vec![cmd::find_app(apps, &snap, &ns, name)?],
-        (None, Some(matching)) => {
-            let selected: Vec<_> = apps
+    let selector = match target {
+        Target::Selector(s) => Some(s.as_str()),
+        Target::App(_) => None,
+    };
+    let (snap, matching) = observe::snapshot_selecting(&client, &scope, selector, timeout).await?;
+    let apps = match (target, matching) {
+        (Target::App(name), _) => vec![model::find_app(&snap, &ns, name)?],
+        (Target::Selector(selector), matching) => {
+            let matching = matching.unwrap_or_default();
+            let selected: Vec<_> = model::build(&snap)
                 .into_iter()
                 .filter(|a| {
                     a.services
@@ -30,51 +40,15 @@ pub async fn run(env: &mut Env, args: &StatusArgs) -> Result<()> {
                 })
                 .collect();
             if selected.is_empty() {
-                return Err(Error::NotFound(format!(
-                    "no app in namespace {ns} has a Service matching {}",
-                    args.selector.as_deref().unwrap_or_default()
-                )));
+                return Err(Error::NotFound(
+                    Reason::AppNotFound,
+                    format!("no app in namespace {ns} has a Service matching {selector}"),
+                ));
             }
             selected
         }
-        (None, None) => return Err(Error::Usage("give an APP or -l SELECTOR".into())),
     };
-    let text = show(
-        &apps,
-        &env.conn.context,
-        args.output,
-        (env.now)(),
-        env.style,
-    )?;
+    let text = render::status::show(&apps, &env.conn.context, output, (env.now)(), env.style)?;
     env.print(&text)?;
     Ok(())
-}
-
-/// The whole rendering of `status` for these apps.
-pub fn show(
-    apps: &[model::App],
-    context: &str,
-    output: Output,
-    now: jiff::Timestamp,
-    style: render::Style,
-) -> Result<String> {
-    match output {
-        Output::Json | Output::Yaml => {
-            let format = if output == Output::Json {
-                Format::Json
-            } else {
-                Format::Yaml
-            };
-            if apps.len() == 1 {
-                render::document(&AppStatus::new(&apps[0], context), format)
-            } else {
-                render::document(&AppStatusList::new(apps, context), format)
-            }
-        }
-        Output::Table | Output::Wide => Ok(apps
-            .iter()
-            .map(|a| render::status::render(a, context, now, output == Output::Wide, style))
-            .collect::<Vec<_>>()
-            .join("\n")),
-    }
 }

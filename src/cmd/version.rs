@@ -1,6 +1,6 @@
 //! `kubectl bluegreen version [--client] [-o json|yaml]`.
 
-use crate::env::Env;
+use crate::connect::Connection;
 use crate::error::Result;
 use crate::render::{self, Format};
 use serde::Serialize;
@@ -46,11 +46,14 @@ pub fn client_line() -> String {
 }
 
 /// Prints the client version, and the server's when connected.
-pub async fn run(env: Option<&mut Env>, output: Option<Format>) -> Result<()> {
-    let server = match &env {
-        Some(env) => Some(
-            env.conn
-                .client
+pub async fn run(
+    conn: Option<&Connection>,
+    out: &mut dyn std::io::Write,
+    output: Option<Format>,
+) -> Result<()> {
+    let server = match conn {
+        Some(conn) => Some(
+            conn.client
                 .apiserver_version()
                 .await
                 .map_err(|e| crate::error::Error::kube("read the server version", e))?,
@@ -75,14 +78,7 @@ pub async fn run(env: Option<&mut Env>, output: Option<Format>) -> Result<()> {
             t
         }
     };
-    match env {
-        Some(env) => env.print(&text)?,
-        None => {
-            use std::io::Write;
-            let mut out = std::io::stdout();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
-    }
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
     Ok(())
 }

@@ -1,18 +1,22 @@
 //! `kubectl bluegreen wait APP --for=preview-ready|switched|converged`.
 
-use crate::cli::{WaitArgs, WaitFor};
-use crate::cmd;
+use crate::cli::WaitFor;
 use crate::env::Env;
-use crate::error::{Error, Result};
+use crate::error::{Error, Reason, Result};
 use crate::model::{self, Role};
 use crate::observe::{self, Scope};
 use crate::progress::Progress;
 use crate::verify;
 
-pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
+pub async fn run(
+    env: &mut Env,
+    app: &str,
+    until: WaitFor,
+    timeout: std::time::Duration,
+) -> Result<()> {
     let ns = env.conn.namespace.clone();
     let client = env.conn.client.clone();
-    let deadline = tokio::time::Instant::now() + args.timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
     let progress = Progress::new(env.tty_err, false);
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     let snap = observe::snapshot_with(
@@ -22,34 +26,43 @@ pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
         observe::Detail::Lean,
     )
     .await?;
-    let app = cmd::find_app(model::build(&snap), &snap, &ns, &args.app)?;
+    let app = model::find_app(&snap, &ns, app)?;
     let work = async {
-        if args.for_ == WaitFor::PreviewReady {
+        if until == WaitFor::PreviewReady {
             let preview = app.slot(Role::Preview).ok_or_else(|| {
-                Error::Precondition(format!("app {} has no preview slot", app.name))
+                Error::Precondition(
+                    Reason::NoPreviewSlot,
+                    format!("app {} has no preview slot", app.name),
+                )
             })?;
             let wanted = app.slot(Role::Active).map(|s| s.desired).unwrap_or(0);
             if preview.desired < wanted {
-                return Err(Error::Precondition(format!(
-                    "preview slot {} wants {} replicas, fewer than the live slot's {wanted}: it cannot become ready for a promote (set-image scales it)",
-                    preview.color, preview.desired
-                )));
+                return Err(Error::Precondition(
+                    Reason::PreviewTooSmall,
+                    format!(
+                        "preview slot {} wants {} replicas, fewer than the live slot's {wanted}: it cannot become ready for a promote (set-image scales it)",
+                        preview.color, preview.desired
+                    ),
+                ));
             }
             verify::rolled_out(&client, &ns, &preview.deployment, left(), &progress).await?;
         }
-        if args.for_ == WaitFor::Converged {
+        if until == WaitFor::Converged {
             // Nothing in flight: every slot rolled out at its latest generation.
             for slot in &app.slots {
                 verify::rolled_out(&client, &ns, &slot.deployment, left(), &progress).await?;
             }
         }
-        if matches!(args.for_, WaitFor::Switched | WaitFor::Converged) {
+        if matches!(until, WaitFor::Switched | WaitFor::Converged) {
             if app.services.iter().any(|s| s.color != app.active_color) {
-                return Err(Error::Precondition("the app's Services disagree on the live color: a promote or abort was interrupted; re-run it".into()));
+                return Err(Error::Precondition(Reason::ServicesDisagree, "the app's Services disagree on the live color: a promote or abort was interrupted; re-run it".into()));
             }
-            let live = app
-                .slot(Role::Active)
-                .ok_or_else(|| Error::Precondition(format!("app {} has no live slot", app.name)))?;
+            let live = app.slot(Role::Active).ok_or_else(|| {
+                Error::Precondition(
+                    Reason::NoLiveSlot,
+                    format!("app {} has no live slot", app.name),
+                )
+            })?;
             let services: Vec<String> = app.services.iter().map(|s| s.name.clone()).collect();
             verify::serving_only(
                 &client,
@@ -77,7 +90,7 @@ pub async fn run(env: &mut Env, args: &WaitArgs) -> Result<()> {
     env.print(&format!(
         "{}: {} reached\n",
         app.name,
-        match args.for_ {
+        match until {
             WaitFor::PreviewReady => "preview-ready",
             WaitFor::Switched => "switched",
             WaitFor::Converged => "converged",

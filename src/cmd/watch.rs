@@ -3,10 +3,9 @@
 //! expired watch), redrawn at most four times a second and only when the rendering
 //! changed. Ctrl-C ends it with exit 0.
 
-use crate::cli::StatusArgs;
-use crate::cmd;
+use crate::cli::Output;
 use crate::env::Env;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model;
 use crate::observe::Snapshot;
 use futures::{StreamExt, stream};
@@ -27,12 +26,7 @@ where
     store.state().iter().map(|k| (**k).clone()).collect()
 }
 
-pub async fn run(env: &mut Env, args: &StatusArgs) -> Result<()> {
-    let Some(app_name) = args.app.clone() else {
-        return Err(Error::Usage(
-            "--watch follows one app: give APP instead of -l".into(),
-        ));
-    };
+pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
     let ns = env.conn.namespace.clone();
     let client = env.conn.client.clone();
     let (svc_r, svc_w) = reflector::store::<Service>();
@@ -103,13 +97,13 @@ pub async fn run(env: &mut Env, args: &StatusArgs) -> Result<()> {
             _ = tick.tick(), if dirty => {
                 dirty = false;
                 let snap = Snapshot { services: cloned(&svc_r), deployments: cloned(&dep_r), replicasets: cloned(&rs_r), slices: cloned(&eps_r) };
-                let app = match cmd::find_app(model::build(&snap), &snap, &ns, &app_name) {
+                let app = match model::find_app(&snap, &ns, app_name) {
                     Ok(app) => app,
                     Err(e) if first => return Err(e),
                     Err(e) => { env.print(&format!("{e}\n"))?; continue; }
                 };
                 first = false;
-                let text = cmd::status::show(std::slice::from_ref(&app), &env.conn.context, args.output, (env.now)(), env.style)?;
+                let text = crate::render::status::show(std::slice::from_ref(&app), &env.conn.context, output, (env.now)(), env.style)?;
                 if text != last {
                     let frame = if env.tty { format!("\x1b[H\x1b[2J{text}") } else if last.is_empty() { text.clone() } else { format!("\n{text}") };
                     env.print(&frame)?;

@@ -43,7 +43,7 @@ pub fn render(app: &App, now: jiff::Timestamp) -> String {
             vec![
                 h.at.clone(),
                 age(Some(&h.at), now),
-                h.action.clone(),
+                h.action.to_string(),
                 h.from.clone(),
                 h.to.clone(),
                 if h.by.is_empty() {

@@ -1,10 +1,11 @@
-//! Rendering: reads the model and writes text. Tables look like kubectl's (upper-case
+//! Rendering: reads the model (and plans) and writes text. Tables look like kubectl's (upper-case
 //! headers, columns three spaces apart, no box drawing); `-o json|yaml` print versioned
 //! documents (`apiVersion: bluegreen.io/v1`). Nothing here reads the cluster or the clock:
 //! `now` comes in, so output is deterministic in tests.
 
 pub mod history;
 pub mod list;
+pub mod plan;
 pub mod status;
 
 use crate::error::{Error, Result};

@@ -1,7 +1,9 @@
 //! `status`: a header naming where and what, one row per slot, problems as warnings;
 //! and the `AppStatus` document for `-o json|yaml`.
 
-use super::{Style, age, short_image, table};
+use super::{Format, Style, age, document, short_image, table};
+use crate::cli::Output;
+use crate::error::Result;
 use crate::model::{App, HistoryEntry, Role};
 use serde::Serialize;
 
@@ -66,7 +68,7 @@ pub fn describe_switch(h: &HistoryEntry, now: jiff::Timestamp) -> String {
         return format!(
             "{} {} {} ago{by}",
             h.to,
-            past_tense(&h.action),
+            past_tense(h.action.as_str()),
             age(Some(&h.at), now)
         );
     }
@@ -74,7 +76,7 @@ pub fn describe_switch(h: &HistoryEntry, now: jiff::Timestamp) -> String {
         "{} ← {} {} {} ago",
         h.to,
         h.from,
-        past_tense(&h.action),
+        past_tense(h.action.as_str()),
         age(Some(&h.at), now)
     );
     if !h.by.is_empty() {
@@ -202,4 +204,33 @@ pub fn render(app: &App, context: &str, now: jiff::Timestamp, wide: bool, style:
         }
     }
     out
+}
+
+/// The whole rendering of `status` for these apps.
+pub fn show(
+    apps: &[App],
+    context: &str,
+    output: Output,
+    now: jiff::Timestamp,
+    style: Style,
+) -> Result<String> {
+    match output {
+        Output::Json | Output::Yaml => {
+            let format = if output == Output::Json {
+                Format::Json
+            } else {
+                Format::Yaml
+            };
+            if apps.len() == 1 {
+                document(&AppStatus::new(&apps[0], context), format)
+            } else {
+                document(&AppStatusList::new(apps, context), format)
+            }
+        }
+        Output::Table | Output::Wide => Ok(apps
+            .iter()
+            .map(|a| render(a, context, now, output == Output::Wide, style))
+            .collect::<Vec<_>>()
+            .join("\n")),
+    }
 }

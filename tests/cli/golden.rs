@@ -65,19 +65,19 @@ async fn status_of_the_contract_app() {
     let style = Style::default();
     check(
         "status-contract.txt",
-        &kubectl_bluegreen::cmd::status::show(shop, "sim", Output::Table, now(), style).unwrap(),
+        &kubectl_bluegreen::render::status::show(shop, "sim", Output::Table, now(), style).unwrap(),
     );
     check(
         "status-contract-wide.txt",
-        &kubectl_bluegreen::cmd::status::show(shop, "sim", Output::Wide, now(), style).unwrap(),
+        &kubectl_bluegreen::render::status::show(shop, "sim", Output::Wide, now(), style).unwrap(),
     );
     check(
         "status-contract.json",
-        &kubectl_bluegreen::cmd::status::show(shop, "sim", Output::Json, now(), style).unwrap(),
+        &kubectl_bluegreen::render::status::show(shop, "sim", Output::Json, now(), style).unwrap(),
     );
     check(
         "status-contract.yaml",
-        &kubectl_bluegreen::cmd::status::show(shop, "sim", Output::Yaml, now(), style).unwrap(),
+        &kubectl_bluegreen::render::status::show(shop, "sim", Output::Yaml, now(), style).unwrap(),
     );
     check(
         "history-contract.txt",
@@ -93,8 +93,14 @@ async fn status_of_the_version_label_app_unchanged() {
     assert_eq!(apps.len(), 1);
     check(
         "status-version-label.txt",
-        &kubectl_bluegreen::cmd::status::show(&apps, "sim", Output::Table, now(), Style::default())
-            .unwrap(),
+        &kubectl_bluegreen::render::status::show(
+            &apps,
+            "sim",
+            Output::Table,
+            now(),
+            Style::default(),
+        )
+        .unwrap(),
     );
 }
 

@@ -1,0 +1,214 @@
+//! Planning: a pure function from the observed cluster and a request to the ordered,
+//! guarded writes and waits that reach the requested state (`plan`), one planner per verb
+//! beside its unit tests. Plans are "ensure" plans: they hold only what is not done yet,
+//! so re-planning after a crash, a Ctrl-C or a 409 finishes the job instead of repeating
+//! or reversing it. Each write carries its guard: Service patches the `resourceVersion`
+//! they were planned from, Deployment scale patches a JSON-patch `test` of the
+//! `generation` (status updates by the controller must not fail them, spec changes by
+//! someone else must), set-image the `resourceVersion`. Waits are steps too: `apply`
+//! runs them through `verify`.
+
+mod abort;
+mod checks;
+mod init;
+mod promote;
+mod set_image;
+mod steps;
+#[cfg(test)]
+mod testkit;
+
+pub use abort::{AbortRequest, abort};
+pub use init::{InitRequest, REPLACED_BY_ANNOTATION, init};
+pub use promote::{PromoteRequest, promote};
+pub use set_image::{ImageSpec, SetImageRequest, set_image};
+
+use crate::error::Result;
+use crate::model;
+pub use crate::model::Action;
+use crate::observe::Snapshot;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A validated mutating request: the verb and its options, without the app's name.
+#[derive(Debug, Clone)]
+pub enum Intent {
+    Promote(PromoteRequest),
+    Abort(AbortRequest),
+    SetImage(SetImageRequest),
+    Init(InitRequest),
+}
+
+impl Intent {
+    pub fn action(&self) -> Action {
+        match self {
+            Intent::Promote(_) => Action::Promote,
+            Intent::Abort(_) => Action::Abort,
+            Intent::SetImage(_) => Action::SetImage,
+            Intent::Init(_) => Action::Init,
+        }
+    }
+}
+
+/// The plan for `intent` on the app (or, for `init`, the Service) named `name`.
+pub fn plan(
+    intent: &Intent,
+    snap: &Snapshot,
+    namespace: &str,
+    name: &str,
+    actor: &Actor,
+) -> Result<Plan> {
+    let app = || model::find_app(snap, namespace, name);
+    match intent {
+        Intent::Promote(req) => promote(&app()?, req, actor),
+        Intent::Abort(req) => abort(&app()?, req, actor),
+        Intent::SetImage(req) => set_image(&app()?, snap, req),
+        Intent::Init(req) => init(snap, namespace, name, req, actor),
+    }
+}
+
+pub const HISTORY_LIMIT: usize = 20;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "step", rename_all = "camelCase")]
+pub enum Step {
+    /// A strategic-merge patch of a Deployment (set-image), guarded by `metadata.resourceVersion`.
+    #[serde(rename_all = "camelCase")]
+    PatchDeployment {
+        deployment: String,
+        patch: Value,
+        why: String,
+    },
+    /// A JSON patch of a Deployment whose first operation tests the generation.
+    #[serde(rename_all = "camelCase")]
+    ScaleDeployment {
+        deployment: String,
+        replicas: i32,
+        patch: Value,
+        why: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    CreateDeployment {
+        deployment: String,
+        body: Value,
+        why: String,
+    },
+    /// A merge patch of a Service carrying the resourceVersion it was planned from.
+    #[serde(rename_all = "camelCase")]
+    PatchService {
+        service: String,
+        patch: Value,
+        why: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    CreateEvent {
+        service: String,
+        service_uid: String,
+        event_type: String,
+        reason: String,
+        message: String,
+    },
+    /// Wait until the Deployment is rolled out at its latest generation.
+    #[serde(rename_all = "camelCase")]
+    WaitRolledOut { deployment: String },
+    /// Wait until the ready endpoints of every Service belong to this slot only.
+    #[serde(rename_all = "camelCase")]
+    WaitServing {
+        services: Vec<String>,
+        deployment: String,
+        color: String,
+    },
+    /// Wait, then check that the Service still selects `color` before going on.
+    #[serde(rename_all = "camelCase")]
+    Delay {
+        seconds: u64,
+        service: String,
+        color_label: String,
+        color: String,
+    },
+}
+
+impl Step {
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Step::PatchDeployment { .. }
+                | Step::ScaleDeployment { .. }
+                | Step::CreateDeployment { .. }
+                | Step::PatchService { .. }
+                | Step::CreateEvent { .. }
+        )
+    }
+
+    /// One line for humans.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::PatchDeployment {
+                deployment, why, ..
+            } => format!("patch deployment/{deployment}: {why}"),
+            Step::ScaleDeployment {
+                deployment,
+                replicas,
+                why,
+                ..
+            } => format!("scale deployment/{deployment} to {replicas}: {why}"),
+            Step::CreateDeployment {
+                deployment, why, ..
+            } => format!("create deployment/{deployment}: {why}"),
+            Step::PatchService { service, why, .. } => format!("patch service/{service}: {why}"),
+            Step::CreateEvent {
+                service, reason, ..
+            } => format!("record event {reason} on service/{service}"),
+            Step::WaitRolledOut { deployment } => {
+                format!("wait until deployment/{deployment} is rolled out and available")
+            }
+            Step::WaitServing {
+                services,
+                deployment,
+                color,
+            } => {
+                format!(
+                    "wait until {} serve only {color} ({deployment}) pods",
+                    services
+                        .iter()
+                        .map(|s| format!("service/{s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+            Step::Delay { seconds, color, .. } => {
+                format!("wait {seconds}s, then check traffic is still on {color}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// The plan changes something.
+    Change,
+    /// The requested state was already reached by an earlier run; the plan only finishes it.
+    Finish,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub action: Action,
+    pub app: String,
+    pub namespace: String,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    pub preconditions: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// Who acts and when (for history entries and event messages).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user: String,
+    pub now: String,
+}

@@ -1,0 +1,173 @@
+//! The step builders every planner shares: guarded Service and Deployment patches, the
+//! state annotations of a switch, Events, delays, and copies of a Deployment as a slot.
+
+use super::{Action, Actor, HISTORY_LIMIT, Step};
+use crate::error::{Error, Result};
+use crate::model::{self, App, HistoryEntry, Slot};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub(super) fn images_of(slot: &Slot) -> Vec<String> {
+    slot.images
+        .iter()
+        .filter(|c| !c.init)
+        .map(|c| c.image.clone())
+        .collect()
+}
+
+/// The patch that points a Service at `color`, guarded by its resourceVersion.
+pub(super) fn service_patch(
+    color_label: &str,
+    color: &str,
+    rv: &str,
+    annotations: Option<Value>,
+) -> Value {
+    let mut p =
+        json!({"metadata": {"resourceVersion": rv}, "spec": {"selector": {color_label: color}}});
+    if let Some(a) = annotations {
+        p["metadata"]["annotations"] = a;
+    }
+    p
+}
+
+pub(super) fn scale_step(slot: &Slot, replicas: i32, why: &str) -> Step {
+    Step::ScaleDeployment {
+        deployment: slot.deployment.clone(),
+        replicas,
+        patch: json!([
+            {"op": "test", "path": "/metadata/generation", "value": slot.generation},
+            {"op": "replace", "path": "/spec/replicas", "value": replicas},
+        ]),
+        why: why.to_string(),
+    }
+}
+
+/// The state annotations after a switch from `from` to `to`.
+pub(super) fn switch_annotations(
+    app: &App,
+    action: Action,
+    from: &Slot,
+    to: &Slot,
+    actor: &Actor,
+) -> Result<Value> {
+    let mut history = app.history.clone();
+    history.insert(
+        0,
+        HistoryEntry {
+            action,
+            from: from.color.clone(),
+            to: to.color.clone(),
+            images: images_of(to),
+            at: actor.now.clone(),
+            by: actor.user.clone(),
+            from_revision: from.revision.clone(),
+            to_revision: to.revision.clone(),
+        },
+    );
+    history.truncate(HISTORY_LIMIT);
+    let history = serde_json::to_string(&history)
+        .map_err(|e| Error::Other(format!("cannot encode history: {e}")))?;
+    Ok(json!({model::PREVIOUS_COLOR_ANNOTATION: from.color, model::HISTORY_ANNOTATION: history}))
+}
+
+/// Steps that point every active Service at `to` and the preview Service at `other`,
+/// skipping those already there; the state Service's patch carries `state` annotations.
+pub(super) fn ensure_services(
+    app: &App,
+    to: &str,
+    other: &str,
+    state: Option<Value>,
+    why: &str,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (i, svc) in app.services.iter().enumerate() {
+        let annotations = if i == 0 { state.clone() } else { None };
+        if svc.color.as_deref() != Some(to) || annotations.is_some() {
+            steps.push(Step::PatchService {
+                service: svc.name.clone(),
+                patch: service_patch(&app.color_label, to, &svc.resource_version, annotations),
+                why: format!("{why}: select {}={to}", app.color_label),
+            });
+        }
+    }
+    if let Some(p) = app
+        .preview_service
+        .as_ref()
+        .filter(|p| p.exists && p.color.as_deref() != Some(other))
+    {
+        steps.push(Step::PatchService {
+            service: p.name.clone(),
+            patch: service_patch(&app.color_label, other, &p.resource_version, None),
+            why: format!(
+                "preview Service follows the other slot: select {}={other}",
+                app.color_label
+            ),
+        });
+    }
+    steps
+}
+
+pub(super) fn delay_step(app: &App, delay: Duration, color: &str) -> Step {
+    Step::Delay {
+        seconds: delay.as_secs(),
+        service: app.state_service().to_string(),
+        color_label: app.color_label.clone(),
+        color: color.to_string(),
+    }
+}
+
+/// An Event on the app's (state) Service, which `kubectl describe svc` shows.
+pub(super) fn event_step(app: &App, event_type: &str, reason: &str, message: String) -> Step {
+    Step::CreateEvent {
+        service: app.state_service().to_string(),
+        service_uid: app.services[0].uid.clone(),
+        event_type: event_type.into(),
+        reason: reason.into(),
+        message,
+    }
+}
+
+pub(super) fn active_service_names(app: &App) -> Vec<String> {
+    app.services.iter().map(|s| s.name.clone()).collect()
+}
+
+/// A copy of a Deployment as a slot of `color`: identity, status and revision stripped,
+/// the color label set on its labels, selector and pod template.
+pub(super) fn copy_as_slot(
+    mut d: Value,
+    name: &str,
+    namespace: &str,
+    color_label: &str,
+    color: &str,
+    replicas: i32,
+) -> Value {
+    d["metadata"] = json!({
+        "name": name,
+        "namespace": namespace,
+        "labels": d["metadata"]["labels"],
+        "annotations": d["metadata"]["annotations"],
+    });
+    if let Some(a) = d["metadata"]["annotations"].as_object_mut() {
+        a.retain(|k, _| {
+            !k.starts_with("deployment.kubernetes.io/")
+                && k != "kubectl.kubernetes.io/last-applied-configuration"
+                && !k.starts_with("bluegreen.io/")
+        });
+    }
+    for path in [
+        "/metadata/labels",
+        "/spec/selector/matchLabels",
+        "/spec/template/metadata/labels",
+    ] {
+        if let Some(m) = d.pointer_mut(path).and_then(Value::as_object_mut) {
+            m.insert(color_label.to_string(), json!(color));
+        } else if path == "/metadata/labels" {
+            d["metadata"]["labels"] = json!({color_label: color});
+        }
+    }
+    d["spec"]["replicas"] = json!(replicas);
+    if let Some(m) = d.as_object_mut() {
+        m.remove("status");
+    }
+    d
+}
