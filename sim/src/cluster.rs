@@ -1,6 +1,8 @@
 //! The shared state of one simulated cluster: the store, the timing knobs, the injected
-//! faults and the request log. The HTTP layer, the controllers and the library API all
-//! hold an `Arc<Cluster>`.
+//! faults and RBAC rules (their data and matching; `server::filters` applies them), the
+//! request log, address allocators, and the controllers' wake-up, pause and traffic
+//! switches. The HTTP layer, the controllers and the library API all hold an
+//! `Arc<Cluster>`; it depends on nothing above the store.
 
 use crate::store::Store;
 use serde::Serialize;

@@ -1,8 +1,9 @@
 //! The API verbs with their semantics, shared by the HTTP layer and the in-server
-//! controllers (upstream controllers also write through the API): create (generateName,
-//! defaults, validation), update (optimistic concurrency, generation bumped only on spec
-//! changes, status only through the status subresource), patch, the scale subresource,
-//! delete (graceful pods, cascading through ownerReferences) and dry runs.
+//! controllers (upstream controllers also write through the API): create (generateName
+//! as upstream's name generator does it, defaults, validation), update (optimistic
+//! concurrency, generation bumped only on spec changes, status only through the status
+//! subresource), patch, the scale subresource, delete (graceful pods, cascading through
+//! ownerReferences) and dry runs.
 
 use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};

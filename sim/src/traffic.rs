@@ -6,6 +6,9 @@
 //! does (per connection: a keep-alive connection stays on its pod). A pod stops answering
 //! only when it is gone, i.e. after its termination grace period; so scaling old pods
 //! down before the endpoints moved loses requests, exactly as on a real cluster.
+//!
+//! The controller loop owns the [`TrafficPlane`] and reconciles it after each round once
+//! `Cluster::enable_traffic` was called; the cluster itself knows only that flag.
 
 use crate::cluster::Cluster;
 use crate::store::{name_of, ns_of, rv_of, uid_of};

@@ -36,7 +36,7 @@ pub async fn handle(
     let request = http::ApiRequest::read(req).await;
     filters::inject_latency(c).await;
     let response = match who {
-        Ok(who) => routing::route(&ctx, &who, &request).await,
+        Ok(who) => routing::route(c, &ctx.address, &who, &request).await,
         Err(e) => http::error_response(&e),
     };
     audit.complete(c, &request, response.status().as_u16());

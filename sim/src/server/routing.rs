@@ -4,7 +4,6 @@
 //! for lists and watches), and the self-review APIs (SelfSubjectAccessReview,
 //! SelfSubjectReview).
 
-use super::ServerCtx;
 use super::filters::{self, Attributes, Who};
 use super::http::{ApiRequest, Body, error_response, full, json_response};
 use super::listwatch::{list, watch};
@@ -75,9 +74,14 @@ fn parse_resource_path(path: &str) -> Option<Target> {
 }
 
 /// Routes a request that passed authentication: discovery, health, or a resource.
-pub(super) async fn route(ctx: &ServerCtx, who: &Who, req: &ApiRequest) -> Response<Body> {
+pub(super) async fn route(
+    c: &Cluster,
+    address: &str,
+    who: &Who,
+    req: &ApiRequest,
+) -> Response<Body> {
     if req.method == Method::GET
-        && let Some(r) = serve_discovery(ctx, &req.path)
+        && let Some(r) = serve_discovery(address, &req.path)
     {
         return r;
     }
@@ -88,17 +92,17 @@ pub(super) async fn route(ctx: &ServerCtx, who: &Who, req: &ApiRequest) -> Respo
         );
     };
     let q = parse_query(&req.query);
-    match serve_resource(&ctx.cluster, who, req, &target, &q).await {
+    match serve_resource(c, who, req, &target, &q).await {
         Ok(r) => r,
         Err(e) => error_response(&e),
     }
 }
 
 /// The discovery documents, OpenAPI and health endpoints (GET only).
-fn serve_discovery(ctx: &ServerCtx, path: &str) -> Option<Response<Body>> {
+fn serve_discovery(address: &str, path: &str) -> Option<Response<Body>> {
     let doc = match path.trim_end_matches('/') {
         "/version" => Some(discovery::version()),
-        "/api" => Some(discovery::api_versions(&ctx.address)),
+        "/api" => Some(discovery::api_versions(address)),
         "/apis" => Some(discovery::api_group_list()),
         "/openapi/v3" => Some(discovery::openapi_root()),
         "/healthz" | "/livez" | "/readyz" => {
