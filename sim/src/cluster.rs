@@ -1,6 +1,8 @@
 //! The shared state of one simulated cluster: the store, the timing knobs, the injected
-//! faults and the request log. The HTTP layer, the controllers and the library API all
-//! hold an `Arc<Cluster>`.
+//! faults and RBAC rules (their data and matching; `server::filters` applies them), the
+//! request log, address allocators, and the controllers' wake-up, pause and traffic
+//! switches. The HTTP layer, the controllers and the library API all hold an
+//! `Arc<Cluster>`; it depends on nothing above the store.
 
 use crate::store::Store;
 use serde::Serialize;
@@ -210,7 +212,8 @@ pub struct Cluster {
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
-    traffic: std::sync::OnceLock<std::sync::Arc<crate::traffic::TrafficPlane>>,
+    /// Set once by `enable_traffic`; the controller loop then runs the traffic plane.
+    traffic_enabled: std::sync::atomic::AtomicBool,
     controllers_paused: std::sync::atomic::AtomicBool,
 }
 
@@ -229,7 +232,7 @@ impl Cluster {
             next_node_port: AtomicU32::new(30080),
             request_seq: std::sync::atomic::AtomicU64::new(0),
             rbac: RwLock::new(None),
-            traffic: std::sync::OnceLock::new(),
+            traffic_enabled: std::sync::atomic::AtomicBool::new(false),
             controllers_paused: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -341,14 +344,15 @@ impl Cluster {
         self.controllers_paused.load(Ordering::SeqCst)
     }
 
-    /// Turns the traffic plane on: pods answer HTTP, Services get proxies.
+    /// Turns the traffic plane on: pods answer HTTP, Services get proxies (the controller
+    /// loop owns and runs the plane once this is set).
     pub fn enable_traffic(&self) {
-        let _ = self.traffic.set(Default::default());
+        self.traffic_enabled.store(true, Ordering::SeqCst);
         self.kick();
     }
 
-    pub fn traffic(&self) -> Option<&std::sync::Arc<crate::traffic::TrafficPlane>> {
-        self.traffic.get()
+    pub fn traffic_enabled(&self) -> bool {
+        self.traffic_enabled.load(Ordering::SeqCst)
     }
 
     /// Restricts the user to these rules (None: everything allowed).

@@ -2,6 +2,13 @@
 //! no-cluster demo. It speaks the real API over HTTPS so that kube-rs and the real
 //! `kubectl` talk to it as to a small cluster, and runs the Deployment, ReplicaSet,
 //! kubelet and EndpointSlice controllers inside, with injectable timing and faults.
+//! This file owns the [`Sim`] handle: starting (namespaces, TLS accept loop, controller
+//! task), kubeconfig and client, and the helpers tests use (apply, get/list, waits).
+//!
+//! Dependencies run one way (no module cycles): `server` (the request path) and
+//! `controllers` (the loop) on top; `traffic`, `table` and `ops` (the API verbs) below
+//! them; then `cluster` and `store`; `resources`, `selector`, `semantics`, `patch`,
+//! `error`, `discovery` and `proto` at the bottom.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {

@@ -1,8 +1,9 @@
 //! The API verbs with their semantics, shared by the HTTP layer and the in-server
-//! controllers (upstream controllers also write through the API): create (generateName,
-//! defaults, validation), update (optimistic concurrency, generation bumped only on spec
-//! changes, status only through the status subresource), patch, the scale subresource,
-//! delete (graceful pods, cascading through ownerReferences) and dry runs.
+//! controllers (upstream controllers also write through the API): create (generateName
+//! as upstream's name generator does it, defaults, validation), update (optimistic
+//! concurrency, generation bumped only on spec changes, status only through the status
+//! subresource), patch, the scale subresource, delete (graceful pods, cascading through
+//! ownerReferences) and dry runs.
 
 use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};
@@ -54,12 +55,28 @@ pub struct DeleteOpts {
 }
 
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+/// Upstream's `maxNameLength` (63) minus `randomLength` (5), in
+/// k8s.io/apiserver/pkg/storage/names.
+const MAX_GENERATED_BASE: usize = 58;
+const RANDOM_LENGTH: usize = 5;
 
 /// Five random characters from the alphabet upstream uses for generated names.
 pub fn random_suffix() -> String {
-    (0..5)
+    (0..RANDOM_LENGTH)
         .map(|_| NAME_CHARS[rand::random_range(0..NAME_CHARS.len())] as char)
         .collect()
+}
+
+/// A name for `generateName`, as upstream's `SimpleNameGenerator`: the base cut to 58
+/// bytes, then five random characters (so a generated name never exceeds 63).
+pub fn generate_name(base: &str) -> String {
+    let mut cut = base.len().min(MAX_GENERATED_BASE);
+    // Valid bases are ASCII; a non-ASCII one is cut at a character boundary (upstream
+    // cuts bytes) and then fails validation like upstream's.
+    while !base.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &base[..cut], random_suffix())
 }
 
 // ---- events: one storage seen through core/v1 and events.k8s.io/v1 ----
@@ -225,9 +242,7 @@ pub fn create(
     let name = md["name"].as_str().unwrap_or("").to_string();
     if name.is_empty() {
         match md["generateName"].as_str() {
-            Some(prefix) if !prefix.is_empty() => {
-                md["name"] = json!(format!("{prefix}{}", random_suffix()))
-            }
+            Some(prefix) if !prefix.is_empty() => md["name"] = json!(generate_name(prefix)),
             _ => {
                 return Err(ApiError::invalid(
                     rt,
@@ -657,5 +672,26 @@ fn orphan_dependents(c: &Cluster, owner_uid: &str) {
             }
             let _ = c.store.update(storage, o, rv);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_cut_the_base_to_58_and_add_5_safe_characters() {
+        let short = generate_name("web-");
+        assert!(short.starts_with("web-") && short.len() == 9, "{short}");
+        let base = "a".repeat(70);
+        let long = generate_name(&base);
+        assert_eq!(long.len(), 63);
+        assert!(long.starts_with(&base[..58]));
+        assert!(
+            long[58..].chars().all(|c| NAME_CHARS.contains(&(c as u8))),
+            "{long}"
+        );
+        // Never panics on a multi-byte base (validation rejects such names later).
+        assert!(generate_name(&format!("{}é", "a".repeat(57))).len() <= 63);
     }
 }

@@ -6,6 +6,9 @@
 //! does (per connection: a keep-alive connection stays on its pod). A pod stops answering
 //! only when it is gone, i.e. after its termination grace period; so scaling old pods
 //! down before the endpoints moved loses requests, exactly as on a real cluster.
+//!
+//! The controller loop owns the [`TrafficPlane`] and reconciles it after each round once
+//! `Cluster::enable_traffic` was called; the cluster itself knows only that flag.
 
 use crate::cluster::Cluster;
 use crate::store::{name_of, ns_of, rv_of, uid_of};
@@ -31,10 +34,14 @@ impl Drop for Running {
     }
 }
 
+/// Pod uid → its server; shared with the proxies, which look up where a pod answers.
+type PodServers = Arc<Mutex<HashMap<String, Running>>>;
+
+/// The running servers and proxies. Owned by the controller loop (created once
+/// `Cluster::enable_traffic` was called); dropping it stops them all.
 #[derive(Default)]
 pub struct TrafficPlane {
-    /// Pod uid → its server.
-    pods: Mutex<HashMap<String, Running>>,
+    pods: PodServers,
     /// (namespace, Service name) → its proxy.
     proxies: Mutex<HashMap<(String, String), Running>>,
 }
@@ -93,14 +100,22 @@ async fn serve_pod(listener: TcpListener, body: Arc<Vec<u8>>) {
 }
 
 /// Forwards each accepted connection to a ready endpoint of the Service.
-async fn serve_proxy(listener: TcpListener, cluster: Weak<Cluster>, ns: String, svc: String) {
+async fn serve_proxy(
+    listener: TcpListener,
+    cluster: Weak<Cluster>,
+    pods: Weak<Mutex<HashMap<String, Running>>>,
+    ns: String,
+    svc: String,
+) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
             continue;
         };
-        let Some(c) = cluster.upgrade() else { return };
-        let target = pick_endpoint(&c, &ns, &svc);
+        let (Some(c), Some(pods)) = (cluster.upgrade(), pods.upgrade()) else {
+            return;
+        };
+        let target = pick_endpoint(&c, &pods, &ns, &svc);
         conns.spawn(async move {
             let Some(addr) = target else { return };
             // A refused connection (the pod is gone) resets the client: a lost request.
@@ -115,8 +130,12 @@ async fn serve_proxy(listener: TcpListener, cluster: Weak<Cluster>, ns: String, 
 }
 
 /// A random ready endpoint of the Service, as its EndpointSlices say now.
-fn pick_endpoint(c: &Cluster, ns: &str, svc: &str) -> Option<SocketAddr> {
-    let plane = c.traffic()?;
+fn pick_endpoint(
+    c: &Cluster,
+    servers: &Mutex<HashMap<String, Running>>,
+    ns: &str,
+    svc: &str,
+) -> Option<SocketAddr> {
     let pods: Vec<String> = c
         .store
         .scan("endpointslices", Some(ns), |s| {
@@ -133,7 +152,7 @@ fn pick_endpoint(c: &Cluster, ns: &str, svc: &str) -> Option<SocketAddr> {
     if pods.is_empty() {
         return None;
     }
-    let servers = plane.pods.lock().unwrap_or_else(|e| e.into_inner());
+    let servers = servers.lock().unwrap_or_else(|e| e.into_inner());
     let uid = &pods[rand::random_range(0..pods.len())];
     // The endpoint may name a pod whose server is gone: connecting then fails, as a
     // stale iptables rule to a dead pod would.
@@ -194,6 +213,7 @@ impl TrafficPlane {
                     let task = tokio::spawn(serve_proxy(
                         listener,
                         Arc::downgrade(c),
+                        Arc::downgrade(&self.pods),
                         key.0.clone(),
                         key.1.clone(),
                     ));

@@ -108,6 +108,44 @@ async fn a_deployment_rolls_out_through_replicasets_and_pods() {
     );
 }
 
+/// Long names: the ReplicaSet is `<deployment>-<pod-template-hash>` uncut, and its pods'
+/// generateName `<rs-name>-` is cut to 58 characters plus 5 random ones, as upstream's
+/// name generator does, so pod names stay within 63.
+#[tokio::test(start_paused = true)]
+async fn generated_pod_names_are_cut_to_63_characters_like_upstream() {
+    let sim = Sim::start().await.unwrap();
+    let name = format!("long-{}", "x".repeat(47));
+    assert_eq!(name.len(), 52);
+    sim.apply_yaml("default", &deployment(&name, 2, "web:1"))
+        .unwrap();
+    sim.wait_rolled_out("default", &name).await.unwrap();
+    let rs = sim.list("replicasets", "default");
+    assert_eq!(rs.len(), 1);
+    let hash = rs[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .unwrap();
+    let rs_name = rs[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(rs_name, format!("{name}-{hash}"));
+    let base = format!("{rs_name}-");
+    assert!(base.len() > 58, "{base}");
+    let pods = live_pods(&sim, "default", &name);
+    assert_eq!(pods.len(), 2);
+    for p in &pods {
+        let pod = p["metadata"]["name"].as_str().unwrap();
+        assert_eq!(pod.len(), 63, "{pod}");
+        assert!(pod.starts_with(&base[..58]), "{pod} vs {base}");
+        let suffix = &pod[58..];
+        assert_eq!(suffix.len(), 5);
+        assert!(
+            suffix
+                .chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)),
+            "{pod}"
+        );
+        assert_eq!(p["metadata"]["generateName"], base.as_str());
+    }
+}
+
 /// Observes every intermediate state of a rolling update and checks the strategy's bounds.
 #[tokio::test(start_paused = true)]
 async fn rolling_update_honours_max_surge_and_max_unavailable() {

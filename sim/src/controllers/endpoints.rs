@@ -1,0 +1,261 @@
+//! The EndpointSlice/Endpoints controller: for each Service with a selector, computes
+//! the endpoints of its matching pods (ready, serving, terminating; named target ports
+//! resolved) and publishes them after the propagation delay `endpoint_delay`, as one
+//! EndpointSlice plus the legacy Endpoints mirror. State: the publications queued per
+//! Service and the last one computed.
+
+use super::shared::{earliest, owner_ref, pod_ready, terminating};
+use crate::cluster::Cluster;
+use crate::ops::{self, DeleteOpts, WriteOpts};
+use crate::resources::find;
+use crate::selector::LabelSelector;
+use crate::store::{name_of, ns_of, rv_of, uid_of};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use tokio::time::Instant;
+
+/// A Service's (namespace, name).
+type ServiceKey = (String, String);
+
+/// What the endpoint controller remembers between passes.
+#[derive(Default)]
+pub(super) struct EndpointState {
+    /// EndpointSlice updates scheduled per Service, applied when due: the endpoint
+    /// controller's propagation lag.
+    queue: HashMap<ServiceKey, VecDeque<(Instant, Value)>>,
+    /// The latest desired endpoints computed per Service.
+    last: HashMap<ServiceKey, Value>,
+}
+
+/// Queues changed endpoints of every selecting Service and publishes those now due;
+/// returns when the next queued publication is due.
+pub(super) fn reconcile(c: &Cluster, state: &mut EndpointState, now: Instant) -> Option<Instant> {
+    let delay = c.timing().endpoint_delay;
+    let mut pods_by_ns: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for p in c.store.list("pods", None).0 {
+        pods_by_ns.entry(ns_of(&p).to_string()).or_default().push(p);
+    }
+    let mut next = None;
+    let mut seen = HashSet::new();
+    for svc in c.store.list("services", None).0 {
+        if svc["spec"]["selector"]
+            .as_object()
+            .is_none_or(|m| m.is_empty())
+        {
+            continue;
+        }
+        let key = (ns_of(&svc).to_string(), name_of(&svc).to_string());
+        seen.insert(key.clone());
+        let desired = desired_endpoints(
+            &svc,
+            pods_by_ns.get(&key.0).map(Vec::as_slice).unwrap_or(&[]),
+        );
+        if state.last.get(&key) != Some(&desired) {
+            state.last.insert(key.clone(), desired.clone());
+            state
+                .queue
+                .entry(key.clone())
+                .or_default()
+                .push_back((now + delay, desired));
+        }
+        next = earliest(next, publish_due(c, state, &svc, &key, now));
+    }
+    state.last.retain(|k, _| seen.contains(k));
+    state.queue.retain(|k, _| seen.contains(k));
+    next
+}
+
+/// Publishes the latest due publication of one Service, or re-creates published objects
+/// found missing (e.g. deleted by a user); returns when its next one is due.
+fn publish_due(
+    c: &Cluster,
+    state: &mut EndpointState,
+    svc: &Value,
+    key: &ServiceKey,
+    now: Instant,
+) -> Option<Instant> {
+    let queue = state.queue.entry(key.clone()).or_default();
+    let mut due = None;
+    while queue.front().is_some_and(|(at, _)| *at <= now) {
+        due = queue.pop_front().map(|(_, d)| d);
+    }
+    let next = queue.front().map(|(at, _)| *at);
+    if let Some(d) = due {
+        publish(c, svc, &d);
+    } else if queue.is_empty() && c.store.get("endpoints", &key.0, &key.1).is_none() {
+        let d = state
+            .last
+            .get(key)
+            .cloned()
+            .unwrap_or(json!({"endpoints": [], "ports": []}));
+        publish(c, svc, &d);
+    }
+    next
+}
+
+/// What the endpoint controller would publish for a Service now: (endpoints, ports).
+fn desired_endpoints(svc: &Value, pods: &[Value]) -> Value {
+    let selector = LabelSelector::from_map(
+        svc["spec"]["selector"]
+            .as_object()
+            .expect("checked by caller"),
+    );
+    let mut endpoints = Vec::new();
+    let mut first_pod: Option<&Value> = None;
+    for p in pods {
+        if !selector.matches_object(p) || p["status"]["podIP"].is_null() {
+            continue;
+        }
+        if p["status"]["phase"] == "Failed" || p["status"]["phase"] == "Succeeded" {
+            continue;
+        }
+        first_pod.get_or_insert(p);
+        endpoints.push(endpoint_of(p));
+    }
+    json!({"endpoints": endpoints, "ports": service_ports(svc, first_pod)})
+}
+
+/// One pod's EndpointSlice endpoint.
+fn endpoint_of(p: &Value) -> Value {
+    let term = terminating(p);
+    let ready = pod_ready(p);
+    json!({
+        "addresses": [p["status"]["podIP"]],
+        "conditions": {"ready": ready && !term, "serving": ready, "terminating": term},
+        "targetRef": {"kind": "Pod", "namespace": ns_of(p), "name": name_of(p), "uid": uid_of(p)},
+        "nodeName": p["spec"]["nodeName"],
+    })
+}
+
+/// The Service's ports with target ports resolved (a named one through the first
+/// endpoint pod's container ports; unresolvable ones left out).
+fn service_ports(svc: &Value, first_pod: Option<&Value>) -> Vec<Value> {
+    let mut ports = Vec::new();
+    for sp in svc["spec"]["ports"].as_array().cloned().unwrap_or_default() {
+        let target = &sp["targetPort"];
+        let port = match target {
+            Value::String(name) => first_pod.and_then(|p| {
+                p["spec"]["containers"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+                    .find(|cp| cp["name"] == *name)
+                    .map(|cp| cp["containerPort"].clone())
+            }),
+            Value::Null => Some(sp["port"].clone()),
+            v => Some(v.clone()),
+        };
+        if let Some(port) = port {
+            let mut p = json!({"port": port, "protocol": sp["protocol"].as_str().unwrap_or("TCP")});
+            p["name"] = sp.get("name").cloned().unwrap_or(json!(""));
+            ports.push(p);
+        }
+    }
+    ports
+}
+
+/// Writes the desired endpoints of a Service: its EndpointSlice and Endpoints.
+fn publish(c: &Cluster, svc: &Value, desired: &Value) {
+    publish_slice(c, svc, desired);
+    publish_legacy_endpoints(c, svc, desired);
+}
+
+/// One EndpointSlice per Service (created from `<service>-`, extra ones deleted).
+fn publish_slice(c: &Cluster, svc: &Value, desired: &Value) {
+    let ns = ns_of(svc);
+    let name = name_of(svc);
+    let slice_body = |base: Value| -> Value {
+        let mut s = base;
+        s["addressType"] = json!("IPv4");
+        s["endpoints"] = desired["endpoints"].clone();
+        s["ports"] = desired["ports"].clone();
+        s
+    };
+    let slices: Vec<Value> = c.store.scan("endpointslices", Some(ns), |s| {
+        (s.pointer("/metadata/labels/kubernetes.io~1service-name")
+            .and_then(Value::as_str)
+            == Some(name))
+        .then(|| s.clone())
+    });
+    let rt = find("discovery.k8s.io", "v1", "endpointslices").expect("slices");
+    match slices.first() {
+        None => {
+            let mut labels = svc["metadata"]["labels"].clone();
+            if !labels.is_object() {
+                labels = json!({});
+            }
+            labels["kubernetes.io/service-name"] = json!(name);
+            labels["endpointslice.kubernetes.io/managed-by"] =
+                json!("endpointslice-controller.k8s.io");
+            let body = slice_body(
+                json!({"metadata": {"generateName": format!("{name}-"), "namespace": ns, "labels": labels, "ownerReferences": owner_ref("v1", "Service", svc)}}),
+            );
+            let _ = ops::create(c, rt, ns, body, &WriteOpts::default());
+        }
+        Some(s) => {
+            let next = slice_body(s.clone());
+            if next != *s {
+                let _ = c.store.update("endpointslices", next, rv_of(s));
+            }
+            for extra in slices.iter().skip(1) {
+                let _ = ops::delete(c, rt, ns, name_of(extra), &DeleteOpts::default());
+            }
+        }
+    }
+}
+
+/// The legacy Endpoints mirror, as `kubectl get endpoints` and describe show it.
+fn publish_legacy_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
+    let ns = ns_of(svc);
+    let name = name_of(svc);
+    let eps = desired["endpoints"].as_array().cloned().unwrap_or_default();
+    let addr = |e: &Value| json!({"ip": e["addresses"][0], "nodeName": e["nodeName"], "targetRef": e["targetRef"]});
+    let ready: Vec<Value> = eps
+        .iter()
+        .filter(|e| e["conditions"]["ready"] == true)
+        .map(addr)
+        .collect();
+    let not_ready: Vec<Value> = eps
+        .iter()
+        .filter(|e| e["conditions"]["ready"] != true)
+        .map(addr)
+        .collect();
+    let mut subset = json!({"ports": desired["ports"].as_array().map(|ps| ps.iter().map(|p| {
+        let mut q = json!({"port": p["port"], "protocol": p["protocol"]});
+        if p["name"] != "" { q["name"] = p["name"].clone(); }
+        q
+    }).collect::<Vec<_>>())});
+    if !ready.is_empty() {
+        subset["addresses"] = json!(ready);
+    }
+    if !not_ready.is_empty() {
+        subset["notReadyAddresses"] = json!(not_ready);
+    }
+    let mut ep =
+        json!({"metadata": {"name": name, "namespace": ns, "labels": svc["metadata"]["labels"]}});
+    if ep["metadata"]["labels"].is_null() {
+        ep["metadata"]
+            .as_object_mut()
+            .expect("object")
+            .remove("labels");
+    }
+    if !eps.is_empty() {
+        ep["subsets"] = json!([subset]);
+    }
+    let rt = find("", "v1", "endpoints").expect("endpoints");
+    match c.store.get("endpoints", ns, name) {
+        None => {
+            let _ = ops::create(c, rt, ns, ep, &WriteOpts::default());
+        }
+        Some(cur) => {
+            let mut next = cur.clone();
+            next["subsets"] = ep["subsets"].clone();
+            if next["subsets"].is_null() {
+                next.as_object_mut().expect("object").remove("subsets");
+            }
+            if next != cur {
+                let _ = c.store.update("endpoints", next, rv_of(&cur));
+            }
+        }
+    }
+}

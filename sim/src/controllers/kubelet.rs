@@ -1,0 +1,364 @@
+//! The kubelet stand-in: schedules pods onto the one node, gives them IPs, writes their
+//! container statuses and conditions (Ready after `pod_ready_after`), and finishes
+//! terminating pods after their grace period. State: when each pod started, became Ready
+//! and began terminating.
+//!
+//! Image convention (documented in the README): an image reference containing
+//! `crashloop` runs but crash-loops (CrashLoopBackOff), one containing `pullfail` never
+//! pulls (ErrImagePull / ImagePullBackOff), one containing `neverready` runs and never
+//! passes its readiness probe. Any other image becomes Ready after `pod_ready_after`.
+
+use super::shared::{earliest, fnv32a, terminating};
+use crate::cluster::{Cluster, Timing};
+use crate::store::{name_of, now_rfc3339, ns_of, rv_of, uid_of};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tokio::time::Instant;
+
+const NODE: &str = "sim-node-1";
+
+/// What the kubelet remembers about pods (by uid) between passes.
+#[derive(Default)]
+pub(super) struct KubeletState {
+    started: HashMap<String, Instant>,
+    ready_since: HashMap<String, Instant>,
+    terminating_since: HashMap<String, Instant>,
+}
+
+impl KubeletState {
+    /// When the pod (by uid) last became Ready, if it is Ready.
+    pub(super) fn ready_since(&self, uid: &str) -> Option<Instant> {
+        self.ready_since.get(uid).copied()
+    }
+}
+
+enum ImageBehaviour {
+    Normal,
+    CrashLoop,
+    PullFail,
+    NeverReady,
+}
+
+fn behaviour(image: &str) -> ImageBehaviour {
+    if image.contains("crashloop") {
+        ImageBehaviour::CrashLoop
+    } else if image.contains("pullfail") {
+        ImageBehaviour::PullFail
+    } else if image.contains("neverready") {
+        ImageBehaviour::NeverReady
+    } else {
+        ImageBehaviour::Normal
+    }
+}
+
+/// Reconciles one pod; returns when it next needs a look (Ready due, grace period over,
+/// minReadySeconds reached).
+pub(super) fn reconcile(
+    c: &Cluster,
+    state: &mut KubeletState,
+    p: &Value,
+    now: Instant,
+) -> Option<Instant> {
+    let timing = c.timing();
+    if terminating(p) {
+        terminate(c, state, p, now, &timing)
+    } else {
+        run(c, state, p, now, &timing)
+    }
+}
+
+/// A terminating pod turns unready at once and is removed after its grace period
+/// (capped by `pod_termination`).
+fn terminate(
+    c: &Cluster,
+    state: &mut KubeletState,
+    p: &Value,
+    now: Instant,
+    timing: &Timing,
+) -> Option<Instant> {
+    let uid = uid_of(p).to_string();
+    let since = *state.terminating_since.entry(uid.clone()).or_insert(now);
+    let grace = std::time::Duration::from_secs(
+        p["metadata"]["deletionGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30),
+    )
+    .min(timing.pod_termination);
+    let gone_at = since + grace;
+    if now >= gone_at {
+        let _ = c.store.delete("pods", ns_of(p), name_of(p), None);
+        state.terminating_since.remove(&uid);
+        state.started.remove(&uid);
+        state.ready_since.remove(&uid);
+        return None;
+    }
+    // A terminating pod stops being ready at once (its endpoints turn not-ready).
+    let mut next = p.clone();
+    set_pod_ready(&mut next, false, "ContainersNotReady");
+    if let Some(cs) = next["status"]["containerStatuses"].as_array_mut() {
+        for cst in cs {
+            cst["ready"] = json!(false);
+        }
+    }
+    if next != *p {
+        let _ = c.store.update("pods", next, rv_of(p));
+    }
+    Some(gone_at)
+}
+
+/// A running pod: node, IPs, container statuses by image convention, conditions.
+fn run(
+    c: &Cluster,
+    state: &mut KubeletState,
+    p: &Value,
+    now: Instant,
+    timing: &Timing,
+) -> Option<Instant> {
+    let uid = uid_of(p).to_string();
+    let started = *state.started.entry(uid.clone()).or_insert(now);
+    let st_now = now_rfc3339();
+    let mut next = p.clone();
+    if p["spec"]["nodeName"].is_null() {
+        next["spec"]["nodeName"] = json!(NODE);
+    }
+    if next["status"]["podIP"].is_null() {
+        assign_ips(c, &mut next["status"], &st_now);
+    }
+    let ready_due = started + timing.pod_ready_after;
+    // Once ready, a healthy pod stays ready even if the configured delay grows later.
+    let time_ready = now >= ready_due || state.ready_since.contains_key(&uid);
+    let clock = PodClock {
+        now,
+        started,
+        time_ready,
+        st_now: &st_now,
+    };
+    let containers = container_statuses(p, &clock);
+    let st = &mut next["status"];
+    st["phase"] = json!(if containers.any_pull_fail {
+        "Pending"
+    } else {
+        "Running"
+    });
+    st["containerStatuses"] = json!(containers.statuses);
+    st["conditions"] = pod_conditions(p, &containers, &st_now);
+    if containers.all_ready {
+        state.ready_since.entry(uid.clone()).or_insert(now);
+    } else {
+        state.ready_since.remove(&uid);
+    }
+    if next != *p {
+        let _ = c.store.update("pods", next, rv_of(p));
+    }
+    let mut wake = None;
+    if !time_ready {
+        wake = Some(ready_due);
+    }
+    // minReadySeconds: wake the ReplicaSet controller when the pod becomes available.
+    if let Some(since) = state.ready_since.get(&uid)
+        && let Some(rs_min) = min_ready_seconds_of_owner(c, p)
+        && rs_min > 0
+    {
+        let at = *since + std::time::Duration::from_secs(rs_min as u64);
+        if at > now {
+            wake = earliest(wake, Some(at));
+        }
+    }
+    wake
+}
+
+/// A newly placed pod's IPs and start time.
+fn assign_ips(c: &Cluster, st: &mut Value, st_now: &str) {
+    let ip = c.allocate_pod_ip();
+    st["podIP"] = json!(ip);
+    st["podIPs"] = json!([{"ip": ip}]);
+    st["hostIP"] = json!("172.18.0.2");
+    st["hostIPs"] = json!([{"ip": "172.18.0.2"}]);
+    st["startTime"] = json!(st_now);
+}
+
+/// The times a pod's statuses are computed from.
+struct PodClock<'a> {
+    now: Instant,
+    /// When the kubelet first saw the pod.
+    started: Instant,
+    /// `pod_ready_after` has passed (or the pod was Ready already).
+    time_ready: bool,
+    st_now: &'a str,
+}
+
+/// The containers' statuses and what they add up to.
+struct ContainerStatuses {
+    statuses: Vec<Value>,
+    all_ready: bool,
+    any_pull_fail: bool,
+    /// Names of the containers that are not ready, in spec order.
+    not_ready: Vec<String>,
+}
+
+fn container_statuses(p: &Value, clock: &PodClock) -> ContainerStatuses {
+    let containers = p["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let old_statuses = p["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut out = ContainerStatuses {
+        statuses: Vec::new(),
+        all_ready: true,
+        any_pull_fail: false,
+        not_ready: Vec::new(),
+    };
+    for ctr in &containers {
+        let name = ctr["name"].as_str().unwrap_or("");
+        let image = ctr["image"].as_str().unwrap_or("");
+        let old = old_statuses.iter().find(|s| s["name"] == name);
+        let behaviour = behaviour(image);
+        // Once one container failed to pull, later ones report no imageID either.
+        out.any_pull_fail |= matches!(behaviour, ImageBehaviour::PullFail);
+        let cs = container_status(p, ctr, old, &behaviour, out.any_pull_fail, clock);
+        if cs["ready"] != true {
+            out.all_ready = false;
+            out.not_ready.push(name.to_string());
+        }
+        out.statuses.push(cs);
+    }
+    out
+}
+
+/// One container's status by the image convention.
+fn container_status(
+    p: &Value,
+    ctr: &Value,
+    old: Option<&Value>,
+    behaviour: &ImageBehaviour,
+    any_pull_fail: bool,
+    clock: &PodClock,
+) -> Value {
+    let uid = uid_of(p);
+    let name = ctr["name"].as_str().unwrap_or("");
+    let image = ctr["image"].as_str().unwrap_or("");
+    let st_now = clock.st_now;
+    let started_at = old
+        .and_then(|o| o.pointer("/state/running/startedAt").cloned())
+        .unwrap_or(json!(st_now));
+    let up_for = clock.now.duration_since(clock.started).as_secs();
+    let (state_v, ready, restarts) = match behaviour {
+        ImageBehaviour::CrashLoop => (
+            json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={name} pod={}_{}({uid})", name_of(p), ns_of(p))}}),
+            false,
+            (up_for / 10 + 1) as i64,
+        ),
+        ImageBehaviour::PullFail => {
+            let reason = if up_for < 1 {
+                "ErrImagePull"
+            } else {
+                "ImagePullBackOff"
+            };
+            (
+                json!({"waiting": {"reason": reason, "message": format!("Back-off pulling image \"{image}\"")}}),
+                false,
+                0,
+            )
+        }
+        ImageBehaviour::NeverReady => (json!({"running": {"startedAt": started_at}}), false, 0),
+        ImageBehaviour::Normal => (
+            json!({"running": {"startedAt": started_at}}),
+            clock.time_ready,
+            0,
+        ),
+    };
+    let mut cs = json!({
+        "name": name,
+        "image": image,
+        "imageID": if any_pull_fail { json!("") } else { json!(format!("{image}@sha256:{:064x}", fnv32a(image.as_bytes()))) },
+        "ready": ready,
+        "started": state_v.get("running").is_some(),
+        "restartCount": restarts,
+        "state": state_v,
+    });
+    if restarts > 0 {
+        cs["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": st_now, "finishedAt": st_now}});
+    }
+    if restarts > 0 || !matches!(behaviour, ImageBehaviour::PullFail) {
+        cs["containerID"] = json!(format!(
+            "containerd://{:064x}",
+            fnv32a(format!("{uid}{name}").as_bytes())
+        ));
+    }
+    cs
+}
+
+/// The pod's five conditions, keeping each one's lastTransitionTime while its status
+/// holds.
+fn pod_conditions(p: &Value, containers: &ContainerStatuses, st_now: &str) -> Value {
+    let created = &p["metadata"]["creationTimestamp"];
+    let scheduled = json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": created});
+    let initialized = json!({"type": "Initialized", "status": "True", "lastProbeTime": null, "lastTransitionTime": created});
+    let old_conditions = p["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let keep_time = |t: &str, s: &str| -> Value {
+        old_conditions
+            .iter()
+            .find(|c| c["type"] == t && c["status"] == s)
+            .map(|c| c["lastTransitionTime"].clone())
+            .unwrap_or(json!(st_now))
+    };
+    let rs = if containers.all_ready {
+        "True"
+    } else {
+        "False"
+    };
+    let mut ready_c = json!({"type": "Ready", "status": rs, "lastProbeTime": null, "lastTransitionTime": keep_time("Ready", rs)});
+    let mut cready_c = json!({"type": "ContainersReady", "status": rs, "lastProbeTime": null, "lastTransitionTime": keep_time("ContainersReady", rs)});
+    if !containers.all_ready {
+        let msg = format!(
+            "containers with unready status: [{}]",
+            containers.not_ready.join(" ")
+        );
+        for cnd in [&mut ready_c, &mut cready_c] {
+            cnd["reason"] = json!("ContainersNotReady");
+            cnd["message"] = json!(msg);
+        }
+    }
+    let sandbox = if containers.any_pull_fail {
+        "False"
+    } else {
+        "True"
+    };
+    let ptsc = json!({"type": "PodReadyToStartContainers", "status": sandbox, "lastProbeTime": null, "lastTransitionTime": keep_time("PodReadyToStartContainers", sandbox)});
+    json!([ptsc, initialized, ready_c, cready_c, scheduled])
+}
+
+fn min_ready_seconds_of_owner(c: &Cluster, p: &Value) -> Option<i64> {
+    let owner = p["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["kind"] == "ReplicaSet")?;
+    let rs = c
+        .store
+        .get("replicasets", ns_of(p), owner["name"].as_str()?)?;
+    rs["spec"]["minReadySeconds"].as_i64()
+}
+
+fn set_pod_ready(p: &mut Value, ready: bool, reason: &str) {
+    let s = if ready { "True" } else { "False" };
+    if let Some(conds) = p["status"]["conditions"].as_array_mut() {
+        for c in conds
+            .iter_mut()
+            .filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady")
+        {
+            if c["status"] != s {
+                c["status"] = json!(s);
+                c["lastTransitionTime"] = json!(now_rfc3339());
+                if !ready {
+                    c["reason"] = json!(reason);
+                }
+            }
+        }
+    }
+}

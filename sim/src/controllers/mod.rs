@@ -1,0 +1,97 @@
+//! The controller loop: runs the in-server controllers (one per file below) in passes
+//! until the store is stable, woken by writes (`Cluster::kick`) and by the earliest timer
+//! any controller asked for, and runs the opt-in traffic plane after each round.
+//!
+//! Each controller is a reconcile function over the store that writes through
+//! `ops`/`Store` with resourceVersion guards, as upstream controllers do; what a
+//! controller remembers between passes (upstream: informer caches, kubelet memory) is its
+//! own state struct, gathered in [`ControllerState`].
+
+mod deployment;
+mod endpoints;
+mod events;
+mod gc;
+mod kubelet;
+mod replicaset;
+mod shared;
+
+pub use deployment::template_hash;
+pub use events::record_event;
+
+use crate::cluster::Cluster;
+use crate::traffic::TrafficPlane;
+use shared::{OwnerIndex, earliest};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// What the controllers remember between passes, one part per controller.
+#[derive(Default)]
+pub struct ControllerState {
+    deployments: deployment::DeploymentState,
+    kubelet: kubelet::KubeletState,
+    endpoints: endpoints::EndpointState,
+}
+
+/// Runs the controllers until the process ends.
+pub async fn run(c: Arc<Cluster>) {
+    let mut state = ControllerState::default();
+    let mut traffic: Option<TrafficPlane> = None;
+    loop {
+        if c.controllers_paused() {
+            c.kicked.notified().await;
+            continue;
+        }
+        let next = reconcile_until_stable(&c, &mut state);
+        if c.traffic_enabled() {
+            traffic.get_or_insert_with(Default::default).reconcile(&c);
+        }
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = c.kicked.notified() => {}
+                    _ = tokio::time::sleep_until(at) => {}
+                }
+            }
+            None => c.kicked.notified().await,
+        }
+    }
+}
+
+/// Runs passes until a pass changes nothing; returns when the next timed step is due.
+pub fn reconcile_until_stable(c: &Cluster, state: &mut ControllerState) -> Option<Instant> {
+    let mut next = None;
+    for _ in 0..50 {
+        let before = c.store.resource_version();
+        next = reconcile_once(c, state);
+        if c.store.resource_version() == before {
+            break;
+        }
+    }
+    next
+}
+
+/// One pass of every controller, in dependency order: garbage collector, Deployments,
+/// ReplicaSets, the kubelet, endpoints. Returns the earliest timer any of them set.
+pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instant> {
+    let now = Instant::now();
+    gc::garbage_collect(c);
+    let mut next = None;
+    let rs_index = OwnerIndex::build(c, "replicasets");
+    let pod_index = OwnerIndex::build(c, "pods");
+    for d in c.store.list("deployments", None).0 {
+        next = earliest(
+            next,
+            deployment::reconcile(c, &mut state.deployments, &d, now, &rs_index, &pod_index),
+        );
+    }
+    // The Deployment controller may have scaled ReplicaSets: pods are re-indexed.
+    let pod_index = OwnerIndex::build(c, "pods");
+    for rs in c.store.list("replicasets", None).0 {
+        replicaset::reconcile(c, &state.kubelet, &rs, now, &pod_index);
+    }
+    for p in c.store.list("pods", None).0 {
+        next = earliest(next, kubelet::reconcile(c, &mut state.kubelet, &p, now));
+    }
+    next = earliest(next, endpoints::reconcile(c, &mut state.endpoints, now));
+    next
+}

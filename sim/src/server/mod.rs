@@ -1,0 +1,44 @@
+//! The API server's request path: [`handle`] takes each HTTPS request (TLS is accepted in
+//! `lib.rs`) through the filter chain (`filters`: request log, authentication,
+//! impersonation, latency, RBAC and faults) to `routing` (discovery, resource paths,
+//! verbs, dispatch to `ops`), which hands lists and watches to `listwatch`.
+
+mod filters;
+mod http;
+mod listwatch;
+mod routing;
+
+pub use http::Body;
+
+use crate::cluster::Cluster;
+use hyper::Request;
+use hyper::Response;
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// What every request handler shares: the cluster, the bearer token it accepts and the
+/// address it serves on (for discovery's serverAddressByClientCIDRs).
+pub struct ServerCtx {
+    pub cluster: Arc<Cluster>,
+    pub token: String,
+    pub address: String,
+}
+
+/// Serves one request; every request is logged, whatever its outcome.
+pub async fn handle(
+    ctx: Arc<ServerCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let c = &ctx.cluster;
+    let audit = filters::Audit::arrive(c, &req);
+    let who = filters::authenticate(&ctx.token, req.uri().path(), req.headers());
+    let request = http::ApiRequest::read(req).await;
+    filters::inject_latency(c).await;
+    let response = match who {
+        Ok(who) => routing::route(c, &ctx.address, &who, &request).await,
+        Err(e) => http::error_response(&e),
+    };
+    audit.complete(c, &request, response.status().as_u16());
+    Ok(response)
+}
