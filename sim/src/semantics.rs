@@ -11,17 +11,23 @@ const DNS1035_MSG: &str = "a DNS-1035 label must consist of lower case alphanume
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
-fn is_dns1123_label(s: &str) -> bool {
+/// One part of a DNS name: lowercase alphanumerics and '-', alphanumeric at both ends.
+fn is_dns1123_part(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
+fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns1123_part(s)
+}
+
+/// Upstream's IsDNS1123Subdomain: at most 253 characters in all; its dot-separated parts
+/// are not limited to 63 (so a ReplicaSet of a 53-character Deployment is valid).
 pub fn is_dns1123_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns1123_label)
+    s.len() <= 253 && s.split('.').all(is_dns1123_part)
 }
 
 fn is_dns1035_label(s: &str) -> bool {
@@ -472,6 +478,11 @@ mod tests {
     #[test]
     fn names_and_labels_are_validated_like_upstream() {
         assert!(is_dns1123_subdomain("shop-blue"));
+        assert!(is_dns1123_subdomain(&format!(
+            "{}-7d9f8c6b5",
+            "a".repeat(60)
+        )));
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
         assert!(!is_dns1123_subdomain("Shop"));
         assert!(is_label_value("v1.2_x"));
         assert!(!is_label_value("bad value"));

@@ -13,7 +13,7 @@ const CREATED: &str = "2026-11-10T00:00:00Z";
 const NOW: &str = "2026-11-22T00:00:00Z";
 
 #[track_caller]
-fn check(name: &str, actual: &str) {
+pub fn check(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
         .join(name);

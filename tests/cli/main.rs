@@ -1,6 +1,8 @@
 //! kubectl-bluegreen's integration tests, in one binary, against the simulated cluster:
-//! golden renderings (`golden`), the binary through the real `kubectl` plugin dispatch
-//! (`plugin`), connection handling and exit codes (`connect`).
+//! golden renderings (`golden`), verbs run in-process through the library entry with a
+//! captured output and a fixed clock (`verbs`), the binary through the real `kubectl`
+//! plugin dispatch (`plugin`), connection handling and exit codes (`connect`), writes
+//! and their safety rules (`write`), adoption (`adopt`), packaging (`krew`) and traffic.
 //!
 //! Set `BLESS=1` to rewrite the golden files after an intended change.
 
@@ -10,11 +12,35 @@ mod golden;
 mod krew;
 mod plugin;
 mod traffic;
+mod verbs;
 mod write;
 
 use bluegreen_sim::Sim;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The clock of in-process runs.
+pub const FIXED_NOW: &str = "2026-11-22T00:00:00Z";
+
+fn fixed_now() -> jiff::Timestamp {
+    FIXED_NOW.parse().unwrap()
+}
+
+/// stdout of an in-process run.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 pub const CONTRACT: &str = include_str!("../fixtures/contract/app.yaml");
 pub const VERSION_LABEL: &str = include_str!("../fixtures/version-label/app.yaml");
@@ -62,6 +88,50 @@ impl World {
         let p = self.dir.path().join(name);
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    /// Runs the plugin in this process, as `main` would (parse, validate, run, one error
+    /// line, exit code), with stdout captured, the clock at `FIXED_NOW`, host `testhost`.
+    pub async fn bluegreen(&self, args: &[&str]) -> Out {
+        use clap::Parser;
+        use kubectl_bluegreen::cli::Cli;
+        let kubeconfig = self.kubeconfig().display().to_string();
+        let mut argv = vec!["kubectl-bluegreen", "--kubeconfig", &kubeconfig];
+        argv.extend_from_slice(args);
+        let cli = match Cli::try_parse_from(&argv) {
+            Ok(cli) => cli,
+            Err(e) => {
+                return Out {
+                    code: e.exit_code(),
+                    stdout: String::new(),
+                    stderr: e.to_string(),
+                };
+            }
+        };
+        let stdout = Captured::default();
+        let io = kubectl_bluegreen::env::Io {
+            out: Box::new(stdout.clone()),
+            now: fixed_now,
+            host: "testhost".into(),
+            pid: std::process::id(),
+            tty: false,
+            tty_err: false,
+            no_color: true,
+        };
+        let outcome = match cli.into_request() {
+            Ok(request) => kubectl_bluegreen::run_with(request, io).await,
+            Err(e) => Err(e),
+        };
+        let (code, stderr) = match &outcome {
+            Ok(()) => (0, String::new()),
+            Err(e) => (i32::from(e.exit_code()), format!("error: {e}\n")),
+        };
+        let stdout = String::from_utf8(stdout.0.lock().unwrap().clone()).unwrap();
+        Out {
+            code,
+            stdout,
+            stderr,
+        }
     }
 
     /// Runs the plugin binary directly with `KUBECONFIG` pointing at the sim.
