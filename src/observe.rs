@@ -1,4 +1,5 @@
-//! The only place that reads the cluster. One snapshot = Services, Deployments,
+//! Snapshots of the cluster for the model and the planners (waits watch in `verify`, the
+//! Lease reads itself in `lease`). One snapshot = Services, Deployments,
 //! ReplicaSets and EndpointSlices of a namespace (or all), listed concurrently, one
 //! paginated list per kind: the request count does not grow with the number of apps.
 //!

@@ -244,3 +244,209 @@ pub fn init(
     }
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::plan::testkit::{actor, deploy, kinds, snap};
+
+    /// A plain Service `web` selecting `app: shop` (or `extra` more), and its Deployment.
+    fn plain(replicas: i32, extra_selector: &str, annotations: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\n{annotations}spec:\n  selector: {{app: shop{extra_selector}}}\n  ports: [{{port: 80}}]\n{}",
+            original(replicas, "")
+        )
+    }
+
+    fn original(replicas: i32, annotations: &str) -> String {
+        format!(
+            "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  generation: 1\n{annotations}spec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: shop}}}}\n  template:\n    metadata: {{labels: {{app: shop}}}}\n    spec: {{containers: [{{name: web, image: web:1}}]}}\nstatus: {{observedGeneration: 1, replicas: {replicas}, readyReplicas: {replicas}, availableReplicas: {replicas}, updatedReplicas: {replicas}}}\n"
+        )
+    }
+
+    fn plan_of(yaml: &str, req: &InitRequest) -> Result<Plan> {
+        init(&snap(yaml), "default", "web", req, &actor())
+    }
+
+    fn reason(e: Error) -> Reason {
+        e.reason()
+    }
+
+    #[test]
+    fn fresh_adoption_copies_waits_switches_verifies_then_retires_the_original() {
+        let plan = plan_of(&plain(3, "", ""), &InitRequest::default()).unwrap();
+        assert_eq!(plan.outcome, Outcome::Change);
+        assert_eq!(
+            kinds(&plan),
+            [
+                "create deploy/web-blue",
+                "wait rollout web-blue",
+                "patch svc/web",
+                "wait serving web-blue",
+                "create deploy/web-green",
+                "scale deploy/web=0",
+            ],
+            "traffic moves only after the copy is rolled out; the original goes last"
+        );
+        let Step::CreateDeployment { body, .. } = &plan.steps[0] else {
+            panic!()
+        };
+        assert_eq!(body["spec"]["replicas"], 3, "as many as the original");
+        assert_eq!(
+            body["spec"]["selector"]["matchLabels"]["bluegreen.io/color"],
+            "blue"
+        );
+        let Step::PatchService { patch, .. } = &plan.steps[2] else {
+            panic!()
+        };
+        assert_eq!(patch["spec"]["selector"]["bluegreen.io/color"], "blue");
+        assert!(
+            patch["metadata"]["annotations"]
+                .get(model::COLOR_LABEL_ANNOTATION)
+                .is_none(),
+            "the default key needs no annotation"
+        );
+        let Step::CreateDeployment { body, .. } = &plan.steps[4] else {
+            panic!()
+        };
+        assert_eq!(body["spec"]["replicas"], 0, "green starts idle");
+        let Step::ScaleDeployment { patch, .. } = &plan.steps[5] else {
+            panic!()
+        };
+        assert_eq!(patch[0]["op"], "test", "guarded by the generation");
+        assert_eq!(
+            patch[2]["value"][REPLACED_BY_ANNOTATION], "web-blue,web-green",
+            "annotated, never deleted"
+        );
+    }
+
+    #[test]
+    fn a_custom_color_key_is_recorded_on_the_service() {
+        let req = InitRequest {
+            color_label: Some("version".into()),
+        };
+        let plan = plan_of(&plain(2, "", ""), &req).unwrap();
+        let Some(Step::PatchService { patch, .. }) = plan
+            .steps
+            .iter()
+            .find(|s| matches!(s, Step::PatchService { .. }))
+        else {
+            panic!()
+        };
+        assert_eq!(patch["spec"]["selector"]["version"], "blue");
+        assert_eq!(
+            patch["metadata"]["annotations"][model::COLOR_LABEL_ANNOTATION],
+            "version"
+        );
+    }
+
+    #[test]
+    fn a_rerun_after_the_copy_was_created_does_not_create_it_again() {
+        let yaml = format!(
+            "{}{}",
+            plain(3, "", ""),
+            deploy_plain_slot("web-blue", "blue", 3)
+        );
+        let plan = plan_of(&yaml, &InitRequest::default()).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            [
+                "wait rollout web-blue",
+                "patch svc/web",
+                "wait serving web-blue",
+                "create deploy/web-green",
+                "scale deploy/web=0",
+            ]
+        );
+    }
+
+    /// A slot of the adopted app: the original's labels plus the color.
+    fn deploy_plain_slot(name: &str, color: &str, replicas: i32) -> String {
+        deploy(name, color, replicas, replicas)
+    }
+
+    #[test]
+    fn an_adopted_service_only_finishes_what_is_left() {
+        // The Service already selects the color; green missing, original still running.
+        let yaml = format!(
+            "{}{}",
+            plain(3, ", bluegreen.io/color: blue", ""),
+            deploy_plain_slot("web-blue", "blue", 3)
+        );
+        let plan = plan_of(&yaml, &InitRequest::default()).unwrap();
+        assert_eq!(plan.outcome, Outcome::Finish);
+        assert_eq!(
+            kinds(&plan),
+            [
+                "wait serving web-blue",
+                "create deploy/web-green",
+                "scale deploy/web=0"
+            ]
+        );
+        // Everything done: the original at 0 and annotated, both slots there.
+        let yaml = format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {{app: shop, bluegreen.io/color: blue}}\n{}{}{}",
+            original(
+                0,
+                "  annotations: {bluegreen.io/replaced-by: 'web-blue,web-green'}\n"
+            ),
+            deploy_plain_slot("web-blue", "blue", 3),
+            deploy_plain_slot("web-green", "green", 0)
+        );
+        let plan = plan_of(&yaml, &InitRequest::default()).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            ["wait serving web-blue"],
+            "nothing is repeated"
+        );
+    }
+
+    #[test]
+    fn refusals_name_what_is_missing_or_ambiguous() {
+        let err = init(
+            &snap(&plain(1, "", "")),
+            "default",
+            "nope",
+            &InitRequest::default(),
+            &actor(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            (err.exit_code(), err.reason()),
+            (3, Reason::ServiceNotFound)
+        );
+
+        let no_selector = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n";
+        let err = plan_of(no_selector, &InitRequest::default()).unwrap_err();
+        assert!(err.to_string().contains("has no selector"), "{err}");
+        assert_eq!(reason(err), Reason::NothingToAdopt);
+
+        let nothing = plain(1, "", "")
+            .replace("app: shop}}\n  template", "app: other}}\n  template")
+            .replace("labels: {app: shop}", "labels: {app: other}");
+        let err = plan_of(&nothing, &InitRequest::default()).unwrap_err();
+        assert_eq!((err.exit_code(), err.reason()), (4, Reason::NothingToAdopt));
+
+        let two = format!(
+            "{}{}",
+            plain(1, "", ""),
+            original(1, "").replace("name: web\n  generation", "name: web-2\n  generation")
+        );
+        let err = plan_of(&two, &InitRequest::default()).unwrap_err();
+        assert_eq!(
+            (err.exit_code(), err.reason()),
+            (4, Reason::AmbiguousAdoption)
+        );
+        assert!(err.to_string().contains("web, web-2"), "{err}");
+
+        // Adopted, but the slot the Service selects is gone and there is no original.
+        let orphan = "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  selector: {app: shop, bluegreen.io/color: blue}\n";
+        let err = plan_of(orphan, &InitRequest::default()).unwrap_err();
+        assert_eq!(err.exit_code(), 4);
+        assert!(
+            err.to_string().contains("no such Deployment exists"),
+            "{err}"
+        );
+    }
+}
