@@ -177,8 +177,10 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
         return;
     };
     let dist = tempfile::tempdir().unwrap();
+    // Packages the binary this test run built: the archive's layout, checksum and
+    // manifest are what is tested, and a second build of the binary would only cost time.
     let out = std::process::Command::new(root().join("scripts/package"))
-        .env("PROFILE", "debug")
+        .env("BIN", env!("CARGO_BIN_EXE_kubectl-bluegreen"))
         .env("DIST", dist.path())
         .output()
         .unwrap();
