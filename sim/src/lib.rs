@@ -26,6 +26,7 @@ pub mod ops;
 pub mod patch;
 pub mod proto;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 pub mod semantics;
 pub mod server;

@@ -578,3 +578,72 @@ async fn slow_pods_show_in_rollout_status_progress() {
     );
     assert_eq!(names.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrongly_typed_writes_fail_as_on_a_cluster() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let before = sim.get("services", "default", "shop").unwrap();
+    let out = k
+        .run(&[
+            "patch",
+            "svc",
+            "shop",
+            "-p",
+            r#"{"spec":{"selector":"app=shop"}}"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "The request is invalid: patch: Invalid value: \"map[spec:map[selector:app=shop]]\": cannot restore map from string"
+    );
+    let out = k
+        .run(&[
+            "patch",
+            "deploy",
+            "shop-green",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":"3"}}"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.trim_end().ends_with(
+            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = k
+        .run(&[
+            "patch",
+            "deploy",
+            "shop-green",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":7}]"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "The request is invalid: the server rejected our request due to an error in our request"
+    );
+    let file = k.file(
+        "typed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: typed}\nspec:\n  selector: app=shop\n  ports: [{port: 80}]\n",
+    );
+    let out = k.run(&["apply", "-f", &file]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServiceSpec.spec.selector of type map[string]string"),
+        "{}",
+        out.stderr
+    );
+    assert!(sim.get("services", "default", "typed").is_none());
+    assert_eq!(sim.get("services", "default", "shop").unwrap(), before);
+}
