@@ -317,6 +317,11 @@ pub fn create(
         c.store.create(srt.storage, obj)?
     };
     if !opts.dry_run {
+        if srt.kind == "Namespace" {
+            // Upstream's service account controller gives every namespace a `default`.
+            let sa = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts");
+            let _ = create(c, sa, &name, json!({"metadata": {"name": "default"}}), opts);
+        }
         c.kick();
     }
     Ok(to_served(rt, stored))

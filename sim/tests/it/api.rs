@@ -365,8 +365,11 @@ async fn dry_run_returns_the_result_and_stores_nothing() {
 
 #[tokio::test]
 async fn selectors_and_pagination() {
-    let (_sim, client) = start().await;
-    let services: Api<Service> = Api::default_namespaced(client);
+    let (sim, client) = start().await;
+    // Its own namespace: `default` also holds the cluster's `kubernetes` Service.
+    sim.apply_yaml("", "apiVersion: v1\nkind: Namespace\nmetadata: {name: sel}")
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client, "sel");
     for i in 0..7 {
         let color = if i % 2 == 0 { "blue" } else { "green" };
         services
