@@ -215,6 +215,9 @@ pub struct Cluster {
     /// Set once by `enable_traffic`; the controller loop then runs the traffic plane.
     traffic_enabled: std::sync::atomic::AtomicBool,
     controllers_paused: std::sync::atomic::AtomicBool,
+    /// Replica counts HorizontalPodAutoscalers recommend, by (namespace, name), as if the
+    /// load had changed (the sim has no metrics; without one an HPA keeps the current count).
+    hpa_recommendations: Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 impl Cluster {
@@ -234,6 +237,7 @@ impl Cluster {
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
             controllers_paused: std::sync::atomic::AtomicBool::new(false),
+            hpa_recommendations: Mutex::new(Default::default()),
         }
     }
 
@@ -332,6 +336,31 @@ impl Cluster {
                 && f.resource.as_deref().is_none_or(|r| r == resource)
                 && f.name.as_deref().is_none_or(|n| n.is_empty() || n == name)
         })
+    }
+
+    /// Test hook: the HorizontalPodAutoscaler `namespace/name` now recommends `replicas`
+    /// (as metrics would under changed load); None goes back to "keep the current count".
+    /// The HPA still clamps it to minReplicas..maxReplicas.
+    pub fn set_hpa_recommendation(&self, namespace: &str, name: &str, replicas: Option<i64>) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut m = self
+            .hpa_recommendations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match replicas {
+            Some(r) => m.insert(key, r),
+            None => m.remove(&key),
+        };
+        drop(m);
+        self.kick();
+    }
+
+    pub fn hpa_recommendation(&self, namespace: &str, name: &str) -> Option<i64> {
+        self.hpa_recommendations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
     }
 
     /// Holds the controllers (e.g. while loading thousands of objects in bulk).

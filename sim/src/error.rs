@@ -125,6 +125,32 @@ impl ApiError {
         }
     }
 
+    /// What a patch whose result does not decode into the type gets: upstream's
+    /// `NewInvalid(schema.GroupKind{}, "", field.Invalid(field.NewPath("patch"), ...))`,
+    /// whose empty kind and name make the message start with ` "" is invalid`.
+    pub fn invalid_patch(value: &str, detail: &str) -> Self {
+        let body = format!("Invalid value: {value:?}: {detail}");
+        ApiError {
+            details: Some(
+                json!({"causes": [{"reason": "FieldValueInvalid", "message": body, "field": "patch"}]}),
+            ),
+            ..Self::new(422, "Invalid", format!(" \"\" is invalid: patch: {body}"))
+        }
+    }
+
+    /// A JSON patch that does not apply (a failed `test`, a missing path): upstream answers
+    /// `NewGenericServerResponse(422, ...)`, the generic text with empty details.
+    pub fn json_patch_not_applied() -> Self {
+        ApiError {
+            details: Some(json!({})),
+            ..Self::new(
+                422,
+                "Invalid",
+                "the server rejected our request due to an error in our request",
+            )
+        }
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -26,6 +26,7 @@ pub mod ops;
 pub mod patch;
 pub mod proto;
 pub mod resources;
+pub mod schema;
 pub mod selector;
 pub mod semantics;
 pub mod server;
@@ -91,6 +92,19 @@ impl Sim {
             )
             .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
         }
+        // Every cluster has the API server's own Service in `default`, with no selector.
+        let services = resources::find("", "v1", "services").expect("services");
+        ops::create(
+            &cluster,
+            services,
+            "default",
+            json!({
+                "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+            }),
+            &ops::WriteOpts::default(),
+        )
+        .map_err(|e| anyhow::anyhow!("creating the kubernetes Service: {e}"))?;
         let ctx = Arc::new(server::ServerCtx {
             cluster: cluster.clone(),
             token: token.clone(),

@@ -9,6 +9,7 @@ use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::patch::{self, PatchType};
 use crate::resources::{self, ResourceType};
+use crate::schema;
 use crate::selector::LabelSelector;
 use crate::semantics;
 use crate::store::{name_of, now_rfc3339, rv_of, uid_of};
@@ -197,6 +198,25 @@ fn strict_check(rt: &ResourceType, obj: &Value, opts: &WriteOpts) -> ApiResult<(
     )))
 }
 
+/// The decoding step of a POST or PUT body: a wrongly-typed field is upstream's 400
+/// `<Kind> in version "<v>" cannot be handled as a <Kind>: json: cannot unmarshal ...`.
+fn check_decodes(group: &str, version: &str, kind: &str, body: &Value) -> ApiResult<()> {
+    match schema::json_decode_error(schema::of(group, kind), body) {
+        None => Ok(()),
+        Some(e) => Err(ApiError::bad_request(format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
+        ))),
+    }
+}
+
+fn check_body_decodes(rt: &ResourceType, sub: Sub, body: &Value) -> ApiResult<()> {
+    if sub == Sub::Scale {
+        check_decodes("autoscaling", "v1", "Scale", body)
+    } else {
+        check_decodes(rt.group, rt.version, rt.kind, body)
+    }
+}
+
 fn invalid_unless_empty(rt: &ResourceType, name: &str, causes: semantics::Causes) -> ApiResult<()> {
     if causes.is_empty() {
         Ok(())
@@ -218,6 +238,7 @@ pub fn create(
             "the body of the request was not a valid object",
         ));
     }
+    check_body_decodes(rt, Sub::Main, &obj)?;
     strict_check(rt, &obj, opts)?;
     if rt.namespaced {
         check_namespace(c, rt, ns)?;
@@ -296,6 +317,11 @@ pub fn create(
         c.store.create(srt.storage, obj)?
     };
     if !opts.dry_run {
+        if srt.kind == "Namespace" {
+            // Upstream's service account controller gives every namespace a `default`.
+            let sa = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts");
+            let _ = create(c, sa, &name, json!({"metadata": {"name": "default"}}), opts);
+        }
         c.kick();
     }
     Ok(to_served(rt, stored))
@@ -380,6 +406,20 @@ pub fn update(
             "the body of the request was not a valid object",
         ));
     }
+    check_body_decodes(rt, sub, &body)?;
+    update_decoded(c, rt, ns, name, body, sub, opts)
+}
+
+/// An update whose body already decoded into the type.
+fn update_decoded(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    body: Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
     let ns = if rt.namespaced { ns } else { "" };
     let current = c
         .store
@@ -523,6 +563,20 @@ pub fn patch(
         _ => to_served(rt, current.clone()),
     };
     let mut patched = patch::apply(kind, &original, body)?;
+    // The patched object is decoded into the type: JSON and merge patches through the
+    // JSON decoder, a strategic merge patch through the unstructured converter.
+    let target = match sub {
+        Sub::Scale => schema::of("autoscaling", "Scale"),
+        _ => schema::of(rt.group, rt.kind),
+    };
+    if kind == PatchType::Strategic {
+        if let Some(e) = schema::unstructured_error(target, &patched) {
+            let sent: Value = serde_json::from_slice(body).unwrap_or_default();
+            return Err(ApiError::invalid_patch(&schema::go_format(&sent), &e));
+        }
+    } else if let Some(e) = schema::json_decode_error(target, &patched) {
+        return Err(ApiError::invalid_patch(&patched.to_string(), &e));
+    }
     let patched_rv = patched
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
@@ -542,7 +596,7 @@ pub fn patch(
     if sub == Sub::Main && opts.strict {
         strict_check(rt, &patched, opts)?;
     }
-    update(
+    update_decoded(
         c,
         rt,
         ns,

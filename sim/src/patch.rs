@@ -7,6 +7,7 @@
 use crate::error::{ApiError, ApiResult};
 use serde_json::{Map, Value};
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {
     Merge,
     Json,
@@ -47,13 +48,7 @@ pub fn apply(kind: PatchType, original: &Value, body: &[u8]) -> ApiResult<Value>
                 ))
             })?;
             let mut out = original.clone();
-            json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the server rejected our request due to an error in our request: {e}"),
-                )
-            })?;
+            json_patch::patch(&mut out, &ops).map_err(|_| ApiError::json_patch_not_applied())?;
             Ok(out)
         }
         PatchType::Strategic => {

@@ -206,6 +206,30 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
                 }
             }
         }
+        "Secret" => {
+            // Upstream folds `stringData` into `data` (base64) and never stores it.
+            if let Some(Value::Object(sd)) =
+                obj.as_object_mut().and_then(|m| m.remove("stringData"))
+            {
+                use base64::Engine;
+                if !obj["data"].is_object() {
+                    obj["data"] = json!({});
+                }
+                for (k, v) in sd {
+                    let raw = v.as_str().unwrap_or("");
+                    obj["data"][k] =
+                        json!(base64::engine::general_purpose::STANDARD.encode(raw.as_bytes()));
+                }
+            }
+            set_default(obj, "type", json!("Opaque"));
+        }
+        "HorizontalPodAutoscaler" => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "minReplicas", json!(1));
+            if spec["metrics"].as_array().is_none_or(Vec::is_empty) {
+                spec["metrics"] = json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]);
+            }
+        }
         "Namespace" => {
             set_default(&mut obj["spec"], "finalizers", json!(["kubernetes"]));
             let name = obj["metadata"]["name"].clone();
@@ -393,6 +417,47 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> Causes {
                 }
             }
         }
+        "HorizontalPodAutoscaler" => {
+            let spec = &obj["spec"];
+            for f in ["kind", "name"] {
+                if spec["scaleTargetRef"][f].as_str().is_none_or(str::is_empty) {
+                    causes.push((
+                        format!("spec.scaleTargetRef.{f}"),
+                        "FieldValueRequired",
+                        "Required value".into(),
+                    ));
+                }
+            }
+            let max = spec["maxReplicas"].as_i64().unwrap_or(0);
+            if max < 1 {
+                causes.push((
+                    "spec.maxReplicas".into(),
+                    "FieldValueInvalid",
+                    format!("Invalid value: {max}: must be greater than or equal to 1"),
+                ));
+            }
+            if let Some(min) = spec["minReplicas"].as_i64()
+                && min > max
+                && max >= 1
+            {
+                causes.push((
+                    "spec.minReplicas".into(),
+                    "FieldValueInvalid",
+                    format!("Invalid value: {min}: must be less than or equal to maxReplicas"),
+                ));
+            }
+        }
+        "PodDisruptionBudget" => {
+            let spec = &obj["spec"];
+            if !spec["minAvailable"].is_null() && !spec["maxUnavailable"].is_null() {
+                causes.push((
+                    "spec".into(),
+                    "FieldValueInvalid",
+                    "Invalid value: \"\": minAvailable and maxUnavailable cannot be both set"
+                        .into(),
+                ));
+            }
+        }
         "Pod" => {
             let tmpl = json!({"metadata": obj["metadata"].clone(), "spec": obj["spec"].clone()});
             let mut pc = Causes::new();
@@ -433,6 +498,13 @@ pub fn unknown_fields(rt: &ResourceType, obj: &Value) -> Result<Vec<String>, Str
         ("events.k8s.io", "Event") => roundtrip::<ev::Event>(obj)?,
         ("discovery.k8s.io", _) => roundtrip::<disc::EndpointSlice>(obj)?,
         ("coordination.k8s.io", _) => roundtrip::<coord::Lease>(obj)?,
+        ("", "ConfigMap") => roundtrip::<core::ConfigMap>(obj)?,
+        ("", "Secret") => roundtrip::<core::Secret>(obj)?,
+        ("", "ServiceAccount") => roundtrip::<core::ServiceAccount>(obj)?,
+        ("policy", _) => roundtrip::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(obj)?,
+        ("autoscaling", _) => {
+            roundtrip::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(obj)?
+        }
         _ => return Ok(vec![]),
     };
     let mut missing = Vec::new();

@@ -75,6 +75,14 @@ fn age(obj: &Value) -> String {
     age_of(&obj["metadata"]["creationTimestamp"])
 }
 
+/// Entries of a map or list field (0 when absent).
+fn count(v: &Value) -> usize {
+    v.as_object()
+        .map(|m| m.len())
+        .or_else(|| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
 }
@@ -154,6 +162,38 @@ fn columns(kind: &str) -> Vec<Value> {
             c("AddressType", "string", 0),
             c("Ports", "string", 0),
             c("Endpoints", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "ConfigMap" => vec![
+            c("Name", "string", 0),
+            c("Data", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "Secret" => vec![
+            c("Name", "string", 0),
+            c("Type", "string", 0),
+            c("Data", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "ServiceAccount" => vec![
+            c("Name", "string", 0),
+            c("Secrets", "string", 0),
+            c("Age", "string", 0),
+        ],
+        "PodDisruptionBudget" => vec![
+            c("Name", "string", 0),
+            c("Min Available", "string", 0),
+            c("Max Unavailable", "string", 0),
+            c("Allowed Disruptions", "integer", 0),
+            c("Age", "string", 0),
+        ],
+        "HorizontalPodAutoscaler" => vec![
+            c("Name", "string", 0),
+            c("Reference", "string", 0),
+            c("Targets", "string", 0),
+            c("MinPods", "string", 0),
+            c("MaxPods", "integer", 0),
+            c("Replicas", "integer", 0),
             c("Age", "string", 0),
         ],
         "Namespace" => vec![
@@ -346,6 +386,62 @@ fn cells(kind: &str, o: &Value) -> Vec<Value> {
                     ports.join(",")
                 }),
                 json!(shorten(&addrs)),
+                json!(age(o)),
+            ]
+        }
+        "ConfigMap" => vec![
+            name,
+            json!(count(&o["data"]) + count(&o["binaryData"])),
+            json!(age(o)),
+        ],
+        "Secret" => vec![
+            name,
+            json!(o["type"].as_str().unwrap_or("Opaque")),
+            json!(count(&o["data"])),
+            json!(age(o)),
+        ],
+        "ServiceAccount" => vec![name, json!(count(&o["secrets"])), json!(age(o))],
+        "PodDisruptionBudget" => {
+            let show = |v: &Value| match v {
+                Value::Null => "N/A".to_string(),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            vec![
+                name,
+                json!(show(&o["spec"]["minAvailable"])),
+                json!(show(&o["spec"]["maxUnavailable"])),
+                json!(int(&o["status"]["disruptionsAllowed"])),
+                json!(age(o)),
+            ]
+        }
+        "HorizontalPodAutoscaler" => {
+            let r = &o["spec"]["scaleTargetRef"];
+            let targets: Vec<String> = o["spec"]["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| {
+                    let res = &m["resource"];
+                    let pct = res["target"]["averageUtilization"].as_i64()?;
+                    Some(format!("{}: <unknown>/{pct}%", res["name"].as_str()?))
+                })
+                .collect();
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    r["kind"].as_str().unwrap_or(""),
+                    r["name"].as_str().unwrap_or("")
+                )),
+                json!(if targets.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    targets.join(", ")
+                }),
+                json!(int(&o["spec"]["minReplicas"]).to_string()),
+                json!(int(&o["spec"]["maxReplicas"])),
+                json!(int(&o["status"]["currentReplicas"])),
                 json!(age(o)),
             ]
         }

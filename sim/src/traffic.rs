@@ -1,7 +1,7 @@
 //! The traffic plane (opt-in): every Ready pod answers HTTP on its own loopback port with
 //! its name, image and labels; every Service with a selector gets a loopback proxy, its
 //! address published in the `sim.bluegreen.io/proxy` annotation, that forwards each
-//! connection to a ready endpoint taken from the Service's EndpointSlices as they are at
+//! connection to a ready endpoint (or, with none, a serving terminating one) taken from the Service's EndpointSlices as they are at
 //! that moment — already lagging pod changes by the propagation delay — as kube-proxy
 //! does (per connection: a keep-alive connection stays on its pod). A pod stops answering
 //! only when it is gone, i.e. after its termination grace period; so scaling old pods
@@ -129,14 +129,31 @@ async fn serve_proxy(
     }
 }
 
-/// A random ready endpoint of the Service, as its EndpointSlices say now.
+/// The pod uids kube-proxy would route to: the ready endpoints (a missing `ready` counts
+/// as ready); only when there are none, the serving-and-terminating ones.
+pub fn routable(endpoints: &[Value]) -> Vec<String> {
+    let uids = |keep: &dyn Fn(&Value) -> bool| -> Vec<String> {
+        endpoints
+            .iter()
+            .filter(|e| keep(&e["conditions"]))
+            .filter_map(|e| e["targetRef"]["uid"].as_str().map(String::from))
+            .collect()
+    };
+    let ready = uids(&|c| c["ready"] != false);
+    if !ready.is_empty() {
+        return ready;
+    }
+    uids(&|c| c["serving"] == true && c["terminating"] == true)
+}
+
+/// A random routable endpoint of the Service, as its EndpointSlices say now.
 fn pick_endpoint(
     c: &Cluster,
     servers: &Mutex<HashMap<String, Running>>,
     ns: &str,
     svc: &str,
 ) -> Option<SocketAddr> {
-    let pods: Vec<String> = c
+    let endpoints: Vec<Value> = c
         .store
         .scan("endpointslices", Some(ns), |s| {
             (s.pointer("/metadata/labels/kubernetes.io~1service-name")
@@ -146,9 +163,8 @@ fn pick_endpoint(
         })
         .iter()
         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["conditions"]["ready"] != false)
-        .filter_map(|e| e["targetRef"]["uid"].as_str().map(String::from))
         .collect();
+    let pods = routable(&endpoints);
     if pods.is_empty() {
         return None;
     }
@@ -271,4 +287,23 @@ pub async fn get(stream: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> 
         return Err(std::io::Error::other("non-200 response"));
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_like_kube_proxy_ready_first_then_serving_terminating() {
+        let ep = |uid: &str, ready: bool, serving: bool, term: bool| json!({"targetRef": {"uid": uid}, "conditions": {"ready": ready, "serving": serving, "terminating": term}});
+        let both = [ep("old", false, true, true), ep("new", true, true, false)];
+        assert_eq!(routable(&both), ["new"]);
+        let draining = [
+            ep("old", false, true, true),
+            ep("gone", false, false, true),
+            ep("starting", false, false, false),
+        ];
+        assert_eq!(routable(&draining), ["old"]);
+        assert!(routable(&[ep("x", false, false, true)]).is_empty());
+    }
 }

@@ -1,7 +1,7 @@
 //! The EndpointSlice/Endpoints controller: for each Service with a selector, computes
 //! the endpoints of its matching pods (ready, serving, terminating; named target ports
 //! resolved) and publishes them after the propagation delay `endpoint_delay`, as one
-//! EndpointSlice plus the legacy Endpoints mirror. State: the publications queued per
+//! EndpointSlice plus the legacy Endpoints mirror (without terminating pods, as upstream). State: the publications queued per
 //! Service and the last one computed.
 
 use super::shared::{earliest, owner_ref, pod_ready, terminating};
@@ -208,7 +208,15 @@ fn publish_slice(c: &Cluster, svc: &Value, desired: &Value) {
 fn publish_legacy_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
     let ns = ns_of(svc);
     let name = name_of(svc);
-    let eps = desired["endpoints"].as_array().cloned().unwrap_or_default();
+    // Upstream's Endpoints controller leaves terminating pods out altogether
+    // (`ShouldPodBeInEndpoints`); only the EndpointSlice shows them.
+    let eps: Vec<Value> = desired["endpoints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["conditions"]["terminating"] != true)
+        .cloned()
+        .collect();
     let addr = |e: &Value| json!({"ip": e["addresses"][0], "nodeName": e["nodeName"], "targetRef": e["targetRef"]});
     let ready: Vec<Value> = eps
         .iter()

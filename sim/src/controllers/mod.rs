@@ -7,7 +7,10 @@
 //! controller remembers between passes (upstream: informer caches, kubelet memory) is its
 //! own state struct, gathered in [`ControllerState`].
 
+mod autoscaler;
+mod conditions;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod events;
 mod gc;
@@ -71,7 +74,7 @@ pub fn reconcile_until_stable(c: &Cluster, state: &mut ControllerState) -> Optio
 }
 
 /// One pass of every controller, in dependency order: garbage collector, Deployments,
-/// ReplicaSets, the kubelet, endpoints. Returns the earliest timer any of them set.
+/// ReplicaSets, the kubelet, endpoints, autoscalers, disruption budgets. Returns the earliest timer any of them set.
 pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instant> {
     let now = Instant::now();
     gc::garbage_collect(c);
@@ -93,5 +96,11 @@ pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instan
         next = earliest(next, kubelet::reconcile(c, &mut state.kubelet, &p, now));
     }
     next = earliest(next, endpoints::reconcile(c, &mut state.endpoints, now));
+    for hpa in c.store.list("horizontalpodautoscalers", None).0 {
+        autoscaler::reconcile(c, &hpa);
+    }
+    for pdb in c.store.list("poddisruptionbudgets", None).0 {
+        disruption::reconcile(c, &pdb);
+    }
     next
 }

@@ -249,7 +249,13 @@ async fn the_three_patch_types_and_their_failures() {
             .await
             .unwrap_err(),
     );
-    assert_eq!(err.code, 422);
+    // Upstream's generic answer (NewGenericServerResponse): no detail a client could
+    // come to depend on.
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        err.message,
+        "the server rejected our request due to an error in our request"
+    );
     let jp: json_patch::Patch =
         serde_json::from_value(json!([{"op": "replace", "path": "/spec/replicas", "value": 5}]))
             .unwrap();
@@ -359,8 +365,11 @@ async fn dry_run_returns_the_result_and_stores_nothing() {
 
 #[tokio::test]
 async fn selectors_and_pagination() {
-    let (_sim, client) = start().await;
-    let services: Api<Service> = Api::default_namespaced(client);
+    let (sim, client) = start().await;
+    // Its own namespace: `default` also holds the cluster's `kubernetes` Service.
+    sim.apply_yaml("", "apiVersion: v1\nkind: Namespace\nmetadata: {name: sel}")
+        .unwrap();
+    let services: Api<Service> = Api::namespaced(client, "sel");
     for i in 0..7 {
         let color = if i % 2 == 0 { "blue" } else { "green" };
         services
@@ -830,4 +839,151 @@ async fn discovery_lists_every_resource_a_release_touches() {
             "{want} missing from {found:?}"
         );
     }
+}
+
+/// `PATCH` with a raw body of the given content type; the API error, if any.
+async fn raw_patch<K>(api: &Api<K>, name: &str, patch: Patch<Value>) -> kube::core::Status
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api_err(
+        api.patch(name, &PatchParams::default(), &patch)
+            .await
+            .unwrap_err(),
+    )
+}
+
+#[tokio::test]
+async fn wrongly_typed_writes_are_refused_like_upstream_and_store_nothing() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    let before_svc = sim.get("services", "default", "shop").unwrap();
+    let before_dep = sim.get("deployments", "default", "shop-green").unwrap();
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+
+    // Strategic merge patches go through the unstructured converter.
+    for (selector, want) in [
+        (json!("app=shop"), "cannot restore map from string"),
+        (json!(7), "cannot restore map from int64"),
+        (json!(["app"]), "cannot restore map from slice"),
+        (json!(true), "cannot restore map from bool"),
+    ] {
+        let sent = json!({"spec": {"selector": selector}});
+        let err = raw_patch(&services, "shop", Patch::Strategic(sent)).await;
+        assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+        assert!(
+            err.message
+                .starts_with(" \"\" is invalid: patch: Invalid value: \"map[spec:map[selector:")
+                && err.message.ends_with(want),
+            "{}",
+            err.message
+        );
+        let causes = err.details.unwrap().causes;
+        assert_eq!(causes[0].field, "patch");
+    }
+    let err = raw_patch(
+        &deploys,
+        "shop-green",
+        Patch::Strategic(json!({"spec": {"replicas": "3"}})),
+    )
+    .await;
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        " \"\" is invalid: patch: Invalid value: \"map[spec:map[replicas:3]]\": unrecognized type: int32"
+    );
+
+    // Merge and JSON patches: the patched object goes through the JSON decoder.
+    let err = raw_patch(
+        &deploys,
+        "shop-green",
+        Patch::Merge(json!({"spec": {"replicas": "3"}})),
+    )
+    .await;
+    assert_eq!((err.code, err.reason.as_str()), (422, "Invalid"));
+    assert!(
+        err.message.ends_with(": json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"),
+        "{}",
+        err.message
+    );
+    let jp: json_patch::Patch = serde_json::from_value(
+        json!([{"op": "replace", "path": "/spec/template/metadata/labels", "value": "app"}]),
+    )
+    .unwrap();
+    let err = api_err(
+        deploys
+            .patch(
+                "shop-green",
+                &PatchParams::default(),
+                &Patch::<()>::Json(jp),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.ends_with("json: cannot unmarshal string into Go struct field ObjectMeta.spec.template.metadata.labels of type map[string]string"),
+        "{}",
+        err.message
+    );
+
+    // POST and PUT: 400 BadRequest from decoding the body.
+    let ar = kube::discovery::ApiResource::erase::<Service>(&());
+    let dynamic: Api<DynamicObject> = Api::default_namespaced_with(client.clone(), &ar);
+    let bad: DynamicObject = serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "typed"}, "spec": {"selector": "app=shop", "ports": [{"port": 80}]}})).unwrap();
+    let err = api_err(
+        dynamic
+            .create(&PostParams::default(), &bad)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        err.message,
+        "Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServiceSpec.spec.selector of type map[string]string"
+    );
+    assert!(sim.get("services", "default", "typed").is_none());
+    let mut replaced = before_svc.clone();
+    replaced["spec"]["ports"][0]["port"] = json!("80");
+    let replaced: DynamicObject = serde_json::from_value(replaced).unwrap();
+    let err = api_err(
+        dynamic
+            .replace("shop", &PostParams::default(), &replaced)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    assert!(
+        err.message.ends_with("json: cannot unmarshal string into Go struct field ServicePort.spec.ports.port of type int32"),
+        "{}",
+        err.message
+    );
+
+    // The scale subresource decodes a Scale.
+    let err = api_err(
+        deploys
+            .patch_scale(
+                "shop-green",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": true}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message.ends_with(
+            "json: cannot unmarshal bool into Go struct field ScaleSpec.spec.replicas of type int32"
+        ),
+        "{}",
+        err.message
+    );
+
+    // Nothing was stored by any of them (the controllers write the Deployment's status).
+    let after_svc = sim.get("services", "default", "shop").unwrap();
+    let after_dep = sim.get("deployments", "default", "shop-green").unwrap();
+    assert_eq!(after_svc, before_svc);
+    assert_eq!(after_dep["spec"], before_dep["spec"]);
+    assert_eq!(after_dep["metadata"]["generation"], 1);
 }

@@ -428,6 +428,26 @@ async fn deleted_pods_terminate_turn_unready_then_disappear() {
         2,
         "still there during its grace period"
     );
+    // As upstream: the slice keeps the terminating pod (ready false, serving its
+    // readiness, terminating true); the legacy Endpoints drop it altogether.
+    let pods = sim.list("pods", "default");
+    let dying = pods
+        .iter()
+        .find(|p| !p["metadata"]["deletionTimestamp"].is_null())
+        .unwrap();
+    let slices = sim.list("endpointslices", "default");
+    let ep = slices
+        .iter()
+        .flat_map(|s| s["endpoints"].as_array().unwrap())
+        .find(|e| e["targetRef"]["uid"] == dying["metadata"]["uid"])
+        .expect("terminating pod in the slice");
+    assert_eq!(
+        ep["conditions"],
+        json!({"ready": false, "serving": is_ready(dying), "terminating": true})
+    );
+    let eps = sim.get("endpoints", "default", "web").unwrap();
+    assert_eq!(eps["subsets"][0]["addresses"].as_array().unwrap().len(), 1);
+    assert!(eps["subsets"][0]["notReadyAddresses"].is_null(), "{eps}");
     sim.wait_for("pod removed", Duration::from_secs(30), |s| {
         s.list("pods", "default").len() == 1
     })

@@ -578,3 +578,149 @@ async fn slow_pods_show_in_rollout_status_progress() {
     );
     assert_eq!(names.len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrongly_typed_writes_fail_as_on_a_cluster() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    let before = sim.get("services", "default", "shop").unwrap();
+    let out = k
+        .run(&[
+            "patch",
+            "svc",
+            "shop",
+            "-p",
+            r#"{"spec":{"selector":"app=shop"}}"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "The request is invalid: patch: Invalid value: \"map[spec:map[selector:app=shop]]\": cannot restore map from string"
+    );
+    let out = k
+        .run(&[
+            "patch",
+            "deploy",
+            "shop-green",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":"3"}}"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.trim_end().ends_with(
+            "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = k
+        .run(&[
+            "patch",
+            "deploy",
+            "shop-green",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"test","path":"/spec/replicas","value":7}]"#,
+        ])
+        .await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "The request is invalid: the server rejected our request due to an error in our request"
+    );
+    let file = k.file(
+        "typed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: typed}\nspec:\n  selector: app=shop\n  ports: [{port: 80}]\n",
+    );
+    let out = k.run(&["apply", "-f", &file]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("Service in version \"v1\" cannot be handled as a Service: json: cannot unmarshal string into Go struct field ServiceSpec.spec.selector of type map[string]string"),
+        "{}",
+        out.stderr
+    );
+    assert!(sim.get("services", "default", "typed").is_none());
+    assert_eq!(sim.get("services", "default", "shop").unwrap(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_maps_secrets_budgets_and_autoscalers_through_kubectl() {
+    let (sim, k) = demo().await;
+    let Some(k) = k else { return };
+    // The manifests `kubectl create ... --dry-run=client -o json` writes, sent as JSON.
+    for (name, args) in [
+        (
+            "cm.json",
+            vec!["create", "configmap", "app", "--from-literal=mode=blue"],
+        ),
+        (
+            "secret.json",
+            vec![
+                "create",
+                "secret",
+                "generic",
+                "pw",
+                "--from-literal=password=s3cret",
+            ],
+        ),
+        (
+            "pdb.json",
+            vec![
+                "create",
+                "poddisruptionbudget",
+                "shop",
+                "--selector=app.kubernetes.io/name=shop",
+                "--min-available=1",
+            ],
+        ),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--dry-run=client", "-o", "json"]);
+        let manifest = k.run(&a).await.ok().to_string();
+        let file = k.file(name, &manifest);
+        k.run(&["create", "-f", &file]).await.ok();
+    }
+    let hpa = k.file(
+        "hpa.yaml",
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: shop-blue}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: shop-blue}\n  minReplicas: 1\n  maxReplicas: 2\n",
+    );
+    k.run(&["apply", "-f", &hpa]).await.ok();
+    assert_eq!(
+        k.run(&["get", "secret", "pw", "-o", "jsonpath={.data.password}"])
+            .await
+            .ok(),
+        "czNjcmV0"
+    );
+    assert_eq!(
+        first_column(k.run(&["get", "cm,secret,sa,pdb,hpa"]).await.ok())
+            .into_iter()
+            .filter(|n| n != "NAME")
+            .collect::<Vec<_>>(),
+        [
+            "configmap/app",
+            "secret/pw",
+            "serviceaccount/default",
+            "poddisruptionbudget.policy/shop",
+            "horizontalpodautoscaler.autoscaling/shop-blue"
+        ]
+    );
+    sim.wait_for(
+        "blue within its autoscaler's bounds",
+        Duration::from_secs(10),
+        |s| {
+            s.get("deployments", "default", "shop-blue")
+                .is_some_and(|d| d["spec"]["replicas"] == 2)
+        },
+    )
+    .await
+    .unwrap();
+    let out = k.run(&["get", "hpa", "shop-blue"]).await;
+    assert!(out.ok().contains("Deployment/shop-blue"), "{}", out.stdout);
+    let out = k.run(&["get", "svc", "kubernetes"]).await;
+    assert!(out.ok().contains("10.96.0.1"), "{}", out.stdout);
+}

@@ -6,6 +6,7 @@ mod api;
 mod binary;
 mod controllers;
 mod kubectl;
+mod objects;
 
 use bluegreen_sim::Sim;
 use serde_json::Value;
