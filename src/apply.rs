@@ -6,6 +6,7 @@
 
 use crate::env::Clock;
 use crate::error::{Error, Reason, Result};
+use crate::lease::LeaseGuard;
 use crate::plan::Step;
 use crate::progress::Progress;
 use crate::verify;
@@ -25,6 +26,17 @@ pub struct StepResult {
     /// With `--dry-run=server`: the parts of the object the server would store.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_store: Option<Value>,
+    /// The Service whose selector this step wrote (traffic may have moved).
+    #[serde(skip)]
+    pub switched: Option<String>,
+}
+
+/// How a plan's steps ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// A `Replan` step: observe again and plan the rest.
+    Replan,
 }
 
 pub struct Applier<'a> {
@@ -40,6 +52,8 @@ pub struct Applier<'a> {
     pub now: Clock,
     /// Event source (`reportingInstance`).
     pub host: &'a str,
+    /// The app's Lease, checked before every write (none in a server dry run).
+    pub fence: Option<&'a LeaseGuard>,
 }
 
 /// A tripped guard is a conflict: a 409 (the resourceVersion moved), or a 422 on a JSON
@@ -104,14 +118,33 @@ impl Applier<'_> {
                 step: line,
                 status,
                 would_store,
+                switched: match step {
+                    Step::PatchService { service, patch, .. }
+                        if status == "done" && !patch["spec"]["selector"].is_null() =>
+                    {
+                        Some(service.clone())
+                    }
+                    _ => None,
+                },
             });
     }
 
-    pub async fn run(&self, steps: &[Step]) -> Result<()> {
+    /// Runs the steps in order; stops early when a step asks for a fresh plan.
+    pub async fn run(&self, steps: &[Step]) -> Result<Applied> {
         for step in steps {
+            if let Step::Replan { .. } = step {
+                return Ok(Applied::Replan);
+            }
+            if step.is_write()
+                && let Some(lease) = self.fence
+            {
+                // The Lease fences every write: a command that lost it (or could not
+                // renew it for a Lease duration) stops before writing.
+                lease.check()?;
+            }
             self.run_step(step).await?;
         }
-        Ok(())
+        Ok(Applied::Done)
     }
 
     async fn run_step(&self, step: &Step) -> Result<()> {
@@ -179,12 +212,33 @@ impl Applier<'_> {
                     "count": 1,
                 }))
                 .map_err(|e| Error::Other(format!("bad event: {e}")))?;
+                // Events are best effort, as in Kubernetes' own controllers: the history
+                // annotation is the record. A failed one is retried, then reported.
                 let events: Api<Event> = Api::namespaced(self.client.clone(), self.namespace);
-                events
-                    .create(&self.post_params(), &ev)
-                    .await
-                    .map_err(|e| Error::kube(format!("create an event on service {service}"), e))?;
-                self.record(step, status, None);
+                let mut failure = None;
+                for attempt in 0..3u64 {
+                    match events.create(&self.post_params(), &ev).await {
+                        Ok(_) => {
+                            failure = None;
+                            break;
+                        }
+                        Err(e) => {
+                            failure = Some(e);
+                            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+                        }
+                    }
+                }
+                match failure {
+                    None => self.record(step, status, None),
+                    Some(e) => {
+                        let line = format!(
+                            "warning: could not record the event on service {service}: {}",
+                            crate::error::Error::kube("create an event", e)
+                        );
+                        self.progress.done(&line);
+                        self.record(step, "failed (events are best effort)", None);
+                    }
+                }
             }
             Step::WaitRolledOut { deployment } => {
                 if dry {
@@ -222,6 +276,7 @@ impl Applier<'_> {
                 .await?;
                 self.record(step, "done", None);
             }
+            Step::Replan { .. } => {}
             Step::Delay {
                 seconds,
                 service,

@@ -1,7 +1,7 @@
 //! The plugin's errors, their stable reasons, and the one place they map to exit codes
 //! (design §4): 0 ok · 1 unexpected · 2 usage · 3 not found · 4 precondition not met ·
 //! 5 conflict or lock held · 6 timed out waiting · 7 switched but endpoints did not
-//! converge · 130 interrupted.
+//! converge · 8 partially switched · 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -23,6 +23,9 @@ pub enum Error {
     Timeout(String),
     #[error("{0}")]
     NotConverged(String),
+    /// A failure after traffic moved: where each Service points and what finishes it.
+    #[error("{0}")]
+    PartiallySwitched(String),
     /// A failed API call: `action` says what we were doing ("list deployments in shop").
     #[error("failed to {action}: {}", describe_kube(.source))]
     Kube {
@@ -70,6 +73,7 @@ impl Error {
             Error::Conflict(..) => 5,
             Error::Timeout(_) => 6,
             Error::NotConverged(_) => 7,
+            Error::PartiallySwitched(_) => 8,
             Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -92,6 +96,7 @@ impl Error {
             Error::NotFound(r, _) | Error::Precondition(r, _) | Error::Conflict(r, _) => *r,
             Error::Timeout(_) => Reason::TimedOut,
             Error::NotConverged(_) => Reason::EndpointsNotConverged,
+            Error::PartiallySwitched(_) => Reason::PartiallySwitched,
             Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -164,6 +169,10 @@ pub enum Reason {
     PreviewEmpty,
     PreviewTooSmall,
     PreviousVersion,
+    SlotIsLive,
+    PartiallySwitched,
+    ForeignEndpoints,
+    SelectorLacksColor,
     NothingToAbort,
     NameTaken,
     NothingToAdopt,
@@ -174,6 +183,7 @@ pub enum Reason {
     Conflict,
     ChangedMeanwhile,
     LeaseHeld,
+    LeaseLost,
     // waits and the rest
     TimedOut,
     EndpointsNotConverged,

@@ -10,6 +10,7 @@ use crate::error::{Error, Reason, Result};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -21,6 +22,11 @@ pub struct LeaseGuard {
     name: String,
     holder: String,
     now: Clock,
+    /// What the renewal task knows: when it last renewed, and whether someone else holds
+    /// the Lease now. `check` reads it before every write.
+    health: Arc<Mutex<Health>>,
+    /// The intent of a holder that died or stopped renewing before it finished.
+    pub previous_intent: Option<String>,
     renew: JoinHandle<()>,
 }
 
@@ -103,13 +109,21 @@ fn locked_error(app: &str, lease: &Lease, now: jiff::Timestamp) -> Error {
     )
 }
 
-/// Takes the app's Lease or fails with exit 5 naming its holder.
+/// The annotation on the Lease that says what its holder set out to do (a pinned target),
+/// so that a re-run after a crash can tell whether the target moved meanwhile.
+pub const INTENT_ANNOTATION: &str = "bluegreen.io/intent";
+
+/// Takes the app's Lease, recording `intent`, or fails with exit 5 naming its holder.
+/// A Lease taken over from a holder that died or stopped renewing hands back that
+/// holder's unfinished intent (`LeaseGuard::previous_intent`).
 pub async fn acquire(
     client: &kube::Client,
     namespace: &str,
     app: &str,
     me: &Holder,
+    intent: &str,
 ) -> Result<LeaseGuard> {
+    let mut previous_intent = None;
     let holder = me.identity.as_str();
     let clock = me.now;
     let now = move || MicroTime(clock());
@@ -133,6 +147,7 @@ pub async fn acquire(
                 metadata: ObjectMeta {
                     name: Some(name.clone()),
                     namespace: Some(namespace.to_string()),
+                    annotations: Some([(INTENT_ANNOTATION.to_string(), intent.to_string())].into()),
                     ..Default::default()
                 },
                 spec: Some(fresh(0)),
@@ -158,6 +173,15 @@ pub async fn acquire(
                 return Err(locked_error(app, &lease, clock()));
             }
             tracing::info!(lease = %name, previous = ?held_by(&lease), "taking the lease");
+            if held_by(&lease).is_some_and(|h| h != holder) {
+                previous_intent = lease
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(INTENT_ANNOTATION).cloned());
+            }
+            let annotations = lease.metadata.annotations.get_or_insert_default();
+            annotations.insert(INTENT_ANNOTATION.to_string(), intent.to_string());
             lease.spec = Some(fresh(spec.lease_transitions.unwrap_or(0) + 1));
             match api.replace(&name, &PostParams::default(), &lease).await {
                 Ok(_) => {}
@@ -172,23 +196,40 @@ pub async fn acquire(
             }
         }
     }
+    let health = Arc::new(Mutex::new(Health {
+        renewed_at: clock(),
+        lost_to: None,
+    }));
     let renew = {
         let (api, name, holder) = (api.clone(), name.clone(), holder.to_string());
+        let health = health.clone();
         tokio::spawn(async move {
+            // Renew at a third of the duration; after a failure, retry every second.
             let every = Duration::from_secs((LEASE_SECONDS / 3).max(1) as u64);
+            let mut wait = every;
             loop {
-                tokio::time::sleep(every).await;
+                tokio::time::sleep(wait).await;
+                wait = Duration::from_secs(1);
                 let Ok(mut lease) = api.get(&name).await else {
                     continue;
                 };
-                if held_by(&lease).as_deref() != Some(holder.as_str()) {
-                    tracing::warn!(lease = %name, "lost the lease");
+                if let Some(other) = held_by(&lease).filter(|h| h != &holder) {
+                    tracing::warn!(lease = %name, holder = %other, "lost the lease");
+                    lock(&health).lost_to = Some(other);
                     return;
                 }
                 if let Some(spec) = lease.spec.as_mut() {
                     spec.renew_time = Some(now());
                 }
-                let _ = api.replace(&name, &PostParams::default(), &lease).await;
+                // Guarded by the resourceVersion just read: a taker wins, we notice.
+                if api
+                    .replace(&name, &PostParams::default(), &lease)
+                    .await
+                    .is_ok()
+                {
+                    lock(&health).renewed_at = clock();
+                    wait = every;
+                }
             }
         })
     };
@@ -197,11 +238,51 @@ pub async fn acquire(
         name,
         holder: holder.to_string(),
         now: clock,
+        health,
         renew,
+        previous_intent,
     })
 }
 
+/// The renewal task's findings.
+#[derive(Debug)]
+struct Health {
+    renewed_at: jiff::Timestamp,
+    lost_to: Option<String>,
+}
+
+fn lock(h: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
+    h.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl LeaseGuard {
+    /// Whether this command may still write: it holds the Lease and renewed it within
+    /// the Lease's duration (a paused or cut-off process may have lost it to another
+    /// operator who then legitimately took it over). Exit 5 otherwise.
+    pub fn check(&self) -> Result<()> {
+        let h = lock(&self.health);
+        if let Some(other) = &h.lost_to {
+            return Err(Error::Conflict(
+                Reason::LeaseLost,
+                format!(
+                    "lost the lock of this app (Lease {}) to {other}: stopped before the next write so as not to overwrite their work",
+                    self.name
+                ),
+            ));
+        }
+        let since = (self.now)().as_second() - h.renewed_at.as_second();
+        if since >= LEASE_SECONDS as i64 {
+            return Err(Error::Conflict(
+                Reason::LeaseLost,
+                format!(
+                    "could not renew the lock of this app (Lease {}) for {since}s, longer than its {LEASE_SECONDS}s duration: stopped before the next write, since someone else may hold it now",
+                    self.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Gives the Lease up (clears the holder, guarded) so the next command need not wait.
     pub async fn release(self) {
         self.renew.abort();
@@ -215,6 +296,9 @@ impl LeaseGuard {
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
                 spec.renew_time = Some(MicroTime((self.now)()));
+            }
+            if let Some(a) = lease.metadata.annotations.as_mut() {
+                a.remove(INTENT_ANNOTATION);
             }
             match self
                 .api

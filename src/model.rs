@@ -28,6 +28,8 @@ pub enum Action {
     Abort,
     SetImage,
     Init,
+    /// An abort before any promote: the preview stopped, traffic never moved.
+    AbortPreview,
     /// An action this version does not know (written by a newer one).
     #[serde(other)]
     Unknown,
@@ -40,6 +42,7 @@ impl Action {
             Action::Abort => "abort",
             Action::SetImage => "set-image",
             Action::Init => "init",
+            Action::AbortPreview => "abort-preview",
             Action::Unknown => "unknown",
         }
     }
@@ -125,6 +128,12 @@ pub struct Slot {
     pub rolled_out: bool,
     pub conditions: Vec<Condition>,
     pub serving: Vec<Serving>,
+    /// Live: one of the app's active Services selects it or routes endpoints to it.
+    /// Nothing may modify or scale down a live slot (rule 2).
+    pub live: bool,
+    /// Why a pod of its current template cannot become ready (crash loop, image pull…).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cannot_start: Option<String>,
     #[serde(skip)]
     pub resource_version: String,
     /// The Deployment's own pod selector (to find its pods).
@@ -166,6 +175,9 @@ pub struct AppService {
     pub resource_version: String,
     #[serde(skip)]
     pub uid: String,
+    /// Who last wrote its selector (the newest `managedFields` entry owning it).
+    #[serde(skip)]
+    pub selector_manager: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -263,6 +275,21 @@ fn name_of(md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> S
     md.name.clone().unwrap_or_default()
 }
 
+/// The manager of the newest `managedFields` entry that owns part of `spec.selector`.
+fn selector_manager(svc: &Service) -> Option<String> {
+    svc.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:spec/f:selector").is_some())
+        })
+        .max_by_key(|m| m.time.as_ref().map(|t| t.0))
+        .and_then(|m| m.manager.clone())
+}
+
 /// Whether a Service is an app's active Service: its selector carries the color key.
 fn is_app_service(svc: &Service) -> bool {
     selector_of(svc).contains_key(&color_label_of(svc))
@@ -347,6 +374,8 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
         rolled_out: rollout.is_complete(),
         conditions,
         serving: Vec::new(),
+        live: false,
+        cannot_start: None,
         resource_version: d.metadata.resource_version.clone().unwrap_or_default(),
         selector: spec
             .and_then(|s| s.selector.match_labels.clone())
@@ -364,6 +393,7 @@ struct Index<'a> {
     replicasets: HashMap<String, Vec<&'a ReplicaSet>>,
     slices: HashMap<(String, String), Vec<&'a k8s_openapi::api::discovery::v1::EndpointSlice>>,
     services: HashMap<(String, String), &'a Service>,
+    pods: HashMap<String, Vec<&'a k8s_openapi::api::core::v1::Pod>>,
 }
 
 impl<'a> Index<'a> {
@@ -373,7 +403,11 @@ impl<'a> Index<'a> {
             replicasets: HashMap::new(),
             slices: HashMap::new(),
             services: HashMap::new(),
+            pods: HashMap::new(),
         };
+        for p in &snap.pods {
+            ix.pods.entry(ns_of(&p.metadata)).or_default().push(p);
+        }
         for d in &snap.deployments {
             ix.deployments
                 .entry(ns_of(&d.metadata))
@@ -445,6 +479,7 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
             color: selector_of(s).get(&color_label).cloned(),
             resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
             uid: s.metadata.uid.clone().unwrap_or_default(),
+            selector_manager: selector_manager(s),
         })
         .collect();
     if app_services.iter().any(|s| s.color != active_color) {
@@ -453,9 +488,9 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
             .map(|s| format!("{} → {}", s.name, s.color.as_deref().unwrap_or("(none)")))
             .collect();
         problems.push(Problem {
-            reason: "ServicesDisagree",
+            reason: "PartiallySwitched",
             message: format!(
-                "the app's Services disagree on the live color: {}",
+                "partially switched: {}; `kubectl bluegreen promote {name}` finishes the switch, `kubectl bluegreen abort {name}` reverts it",
                 list.join(", ")
             ),
         });
@@ -490,7 +525,21 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
         slots.push(slot_from(d, color, &owned));
     }
 
-    let preview_service = annotation(state, PREVIEW_ANNOTATION).map(|p| {
+    // The preview Service may be named on any of the app's active Services.
+    let named: BTreeSet<&str> = services
+        .iter()
+        .filter_map(|s| annotation(s, PREVIEW_ANNOTATION))
+        .collect();
+    if named.len() > 1 {
+        problems.push(Problem {
+            reason: "PreviewServiceConflict",
+            message: format!(
+                "the app's Services name different preview Services ({}): keep one {PREVIEW_ANNOTATION} annotation",
+                named.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let preview_service = named.first().map(|p| {
         let found = ix
             .services
             .get(&(namespace.clone(), p.to_string()))
@@ -580,6 +629,81 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
                 reason: "ForeignEndpoints",
                 message: format!("Service {svc} also routes to {outside} ready endpoint(s) outside the app's slots"),
             });
+        }
+    }
+
+    // Live means live: selected by any active Service, or serving any of them.
+    for s in &mut slots {
+        s.live = app_services
+            .iter()
+            .any(|a| a.color.as_deref() == Some(s.color.as_str()))
+            || s.serving
+                .iter()
+                .any(|v| app_services.iter().any(|a| a.name == v.service));
+    }
+    // Pods of a slot's current template that cannot start (waiting will not help).
+    for pod in ix.pods.get(&namespace).into_iter().flatten() {
+        let owner = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .and_then(|o| rs_owner.get(o.name.as_str()));
+        let hash = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"));
+        if let Some(slot) = slots.iter_mut().find(|s| {
+            owner.is_some_and(|d| **d == s.deployment) && s.pod_template_hash.as_ref() == hash
+        }) && slot.cannot_start.is_none()
+        {
+            slot.cannot_start = facts::pod_cannot_start(pod)
+                .map(|why| format!("pod {} {why}", pod.metadata.name.as_deref().unwrap_or("")));
+        }
+    }
+    for s in &slots {
+        if let Some(why) = &s.cannot_start
+            && s.role != Role::Active
+        {
+            problems.push(Problem {
+                reason: "PreviewCannotStart",
+                message: format!("{} ({}) cannot become ready: {why}", s.deployment, s.color),
+            });
+        }
+        if !s.selector.contains_key(&color_label) {
+            problems.push(Problem {
+                reason: "SelectorLacksColor",
+                message: format!(
+                    "Deployment {} selects its pods without {color_label}, so it may adopt the other slot's pods: add {color_label}={} to its spec.selector (a new Deployment, since the selector is immutable)",
+                    s.deployment, s.color
+                ),
+            });
+        }
+    }
+    if let Some(live) = slots.iter().find(|s| s.role == Role::Active)
+        && app_services.iter().all(|a| a.color == active_color)
+    {
+        // Only where EndpointSlices exist: without any, nothing tells what serves.
+        for a in app_services
+            .iter()
+            .filter(|a| ix.slices.contains_key(&(namespace.clone(), a.name.clone())))
+        {
+            let serving = live
+                .serving
+                .iter()
+                .find(|v| v.service == a.name)
+                .map_or(0, |v| v.ready_endpoints);
+            if serving == 0 {
+                problems.push(Problem {
+                    reason: "LiveNotServing",
+                    message: format!(
+                        "Service {} has no ready endpoints on the live slot {} ({}): its traffic is failing",
+                        a.name, live.color, live.deployment
+                    ),
+                });
+            }
         }
     }
 
@@ -887,10 +1011,20 @@ mod tests {
             Some("blue"),
             "the first Service by name holds the state"
         );
-        assert_eq!(reasons(app), ["ServicesDisagree"]);
+        assert_eq!(reasons(app), ["PartiallySwitched"]);
         assert_eq!(
             app.problems[0].message,
-            "the app's Services disagree on the live color: shop → blue, shop-grpc → green"
+            "partially switched: shop → blue, shop-grpc → green; `kubectl bluegreen promote shop` finishes the switch, `kubectl bluegreen abort shop` reverts it"
+        );
+        let live: Vec<(&str, bool)> = app
+            .slots
+            .iter()
+            .map(|s| (s.color.as_str(), s.live))
+            .collect();
+        assert_eq!(
+            live,
+            [("blue", true), ("green", true)],
+            "a slot any Service selects is live"
         );
     }
 

@@ -1,7 +1,8 @@
 //! Snapshots of the cluster for the model and the planners (waits watch in `verify`, the
-//! Lease reads itself in `lease`). One snapshot = Services, Deployments,
-//! ReplicaSets and EndpointSlices of a namespace (or all), listed concurrently, one
-//! paginated list per kind: the request count does not grow with the number of apps.
+//! Lease reads itself in `lease`). One snapshot = Services, Deployments, ReplicaSets,
+//! EndpointSlices and Pods of a namespace (or all), listed concurrently, one paginated
+//! list per kind: the request count does not grow with the number of apps. Pods are kept
+//! only as far as the model reads them (owner, template hash, container states).
 //!
 //! Why whole-namespace lists rather than label selectors: slots are found by their
 //! *pod-template* labels (design §2), which the API cannot select Deployments by, and an
@@ -9,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
 use serde::de::DeserializeOwned;
@@ -30,6 +31,8 @@ pub struct Snapshot {
     pub deployments: Vec<Deployment>,
     pub replicasets: Vec<ReplicaSet>,
     pub slices: Vec<EndpointSlice>,
+    /// Reduced to what `facts::pod_cannot_start` and attribution read.
+    pub pods: Vec<Pod>,
 }
 
 const PAGE: u32 = 500;
@@ -134,6 +137,22 @@ fn lean_meta(m: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
     }
 }
 
+/// A pod as the model reads it: identity, labels, owner, deletion, container states.
+fn lean_pod(p: &mut Pod) {
+    use k8s_openapi::api::core::v1::PodStatus;
+    lean_meta(&mut p.metadata);
+    p.metadata.annotations = None;
+    p.spec = None;
+    if let Some(st) = p.status.take() {
+        p.status = Some(PodStatus {
+            container_statuses: st.container_statuses,
+            init_container_statuses: st.init_container_statuses,
+            phase: st.phase,
+            ..Default::default()
+        });
+    }
+}
+
 fn lean_deployment(d: &mut Deployment) {
     lean_meta(&mut d.metadata);
     if let Some(s) = d.spec.as_mut() {
@@ -168,7 +187,7 @@ pub async fn snapshot_with(
     let lean = detail == Detail::Lean;
     let trim_d: fn(&mut Deployment) = if lean { lean_deployment } else { keep };
     let trim_r: fn(&mut ReplicaSet) = if lean { lean_replicaset } else { keep };
-    let (services, deployments, replicasets, slices) = tokio::try_join!(
+    let (services, deployments, replicasets, slices, pods) = tokio::try_join!(
         list_all(
             api::<Service>(client, scope),
             "services",
@@ -197,12 +216,14 @@ pub async fn snapshot_with(
             timeout,
             keep
         ),
+        list_all(api::<Pod>(client, scope), "pods", scope, timeout, lean_pod),
     )?;
     Ok(Snapshot {
         services,
         deployments,
         replicasets,
         slices,
+        pods,
     })
 }
 

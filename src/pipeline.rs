@@ -3,21 +3,25 @@
 //! 1. **observe** the namespace and **plan** (`plan::plan`, pure): a refusal stops here,
 //!    before any lock or write;
 //! 2. with `--dry-run=client`, print the plan and stop;
-//! 3. take the app's **Lease** (not for `--dry-run=server`, which writes nothing);
-//! 4. **apply** the plan (its waits run `verify`); after a 409, observe and plan again,
-//!    a bounded number of times;
-//! 5. release the Lease and print the summary or result document.
+//! 3. take the app's **Lease** (not for `--dry-run=server`, which writes nothing),
+//!    recording the **pin**: the target the first plan chose;
+//! 4. **apply** the plan (its waits run `verify`); after a tripped guard (409) or a
+//!    `Replan` step, observe and plan again — every new plan must keep the pin, and a
+//!    change made meanwhile by another hand stops the command (exit 5), never reverses it;
+//! 5. release the Lease and print the summary or result document. A failure after
+//!    traffic moved is reported as such (exit 8: where each Service points, what
+//!    finishes or reverts it, and a `PartialSwitch` Event).
 //!
 //! Ctrl-C at any point releases the Lease and says what was done (exit 130). `-l`
 //! runs the pipeline once per matching app and ends with a results table.
 
-use crate::apply::{Applier, StepResult};
+use crate::apply::{Applied, Applier, StepResult};
 use crate::env::Env;
 use crate::error::{Error, Reason, Result};
 use crate::lease::{self, Holder};
 use crate::model;
 use crate::observe::{self, Scope, Snapshot};
-use crate::plan::{self, Actor, Intent, Plan};
+use crate::plan::{self, Action, Actor, Intent, Plan};
 use crate::progress::Progress;
 use crate::render::plan::{self as show, AppResult};
 use crate::request::{DryRun, Target, WriteOptions};
@@ -27,6 +31,8 @@ use std::sync::{Arc, Mutex};
 
 /// Re-plans after a 409 at most this many times.
 const REPLANS: usize = 3;
+/// Plans that end in a `Replan` step (a wait before a switch), at most.
+const MAX_REPLANS: usize = 5;
 
 /// Runs a mutating command on its target: one app, or each app a selector matches.
 pub async fn run(
@@ -69,11 +75,21 @@ async fn run_one(
         };
     }
 
-    // 3. The Lease, so that a second operator is told who is working on the app.
+    // 3. The Lease, so that a second operator is told who is working on the app; it
+    //    records the pin, so that a re-run after a crash keeps the crashed run's target.
+    let pin = Pin::of(&first, &observe(env).await?, &namespace, name);
     let lease = match options.dry_run {
         DryRun::None => {
             let me = Holder::new(&actor.user, &env.host, env.pid, env.now);
-            Some(lease::acquire(&env.conn.client, &namespace, name, &me).await?)
+            let guard =
+                lease::acquire(&env.conn.client, &namespace, name, &me, &pin.encode()).await?;
+            if let Some(earlier) = guard.previous_intent.as_deref().and_then(Pin::decode)
+                && let Err(e) = earlier.still_holds(&pin)
+            {
+                guard.release().await;
+                return Err(e);
+            }
+            Some(guard)
         }
         DryRun::Server | DryRun::Client => None,
     };
@@ -90,16 +106,25 @@ async fn run_one(
         done: done.clone(),
         now: env.now,
         host: &env.host,
+        fence: lease.as_ref(),
     };
     let work = async {
-        let mut attempt = 0;
+        let (mut conflicts, mut replans) = (0, 0);
         loop {
-            let plan = plan::plan(intent, &observe(env).await?, &namespace, name, &actor)?;
+            let snap = observe(env).await?;
+            let plan = plan::plan(intent, &snap, &namespace, name, &actor)?;
+            pin.check(&plan, &snap, &namespace, name, &done)?;
             match applier.run(&plan.steps).await {
-                Ok(()) => return Ok(plan),
-                Err(Error::Conflict(Reason::Conflict, msg)) if attempt < REPLANS => {
-                    attempt += 1;
-                    tracing::info!(attempt, %msg, "conflict: re-reading and re-planning");
+                Ok(Applied::Done) => return Ok(plan),
+                Ok(Applied::Replan) if replans < MAX_REPLANS => replans += 1,
+                Ok(Applied::Replan) => {
+                    return Err(Error::Other(format!(
+                        "gave up after {MAX_REPLANS} plans that each asked for another"
+                    )));
+                }
+                Err(Error::Conflict(Reason::Conflict, msg)) if conflicts < REPLANS => {
+                    conflicts += 1;
+                    tracing::info!(conflicts, %msg, "conflict: re-reading and re-planning");
                     progress.update(&format!("{msg}: re-reading and re-planning"));
                 }
                 Err(e) => return Err(e),
@@ -112,7 +137,13 @@ async fn run_one(
     };
     progress.finish();
 
-    // 5. Release and report.
+    // 5. Release and report; a failure after traffic moved says where it stands.
+    let outcome = match outcome {
+        Err(e) if switched_services(&done).is_empty() => Err(e),
+        Err(e @ (Error::NotConverged(_) | Error::Interrupted(_))) => Err(e),
+        Err(e) => Err(after_switch(env, name, &first, &done, e).await),
+        ok => ok,
+    };
     if let Some(lease) = lease {
         lease.release().await;
     }
@@ -223,4 +254,190 @@ fn interrupted(done: &Mutex<Vec<StepResult>>) -> Error {
             finished.join("; ")
         }
     ))
+}
+
+/// What a command decided at its first observation; every later plan must keep it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Pin {
+    action: Action,
+    /// The color traffic is to end on (promote, abort), or the slot set-image writes.
+    to: Option<String>,
+    /// The target slot's revision then: a re-imaged target is not the one decided on.
+    to_revision: Option<String>,
+    /// Where each of the app's active Services pointed.
+    services: std::collections::BTreeMap<String, Option<String>>,
+}
+
+impl Pin {
+    fn of(plan: &Plan, snap: &Snapshot, namespace: &str, name: &str) -> Pin {
+        let app = model::find_app(snap, namespace, name).ok();
+        Pin {
+            action: plan.action,
+            to: plan.to.clone(),
+            to_revision: app.as_ref().and_then(|a| {
+                let to = plan.to.as_deref()?;
+                a.slots.iter().find(|s| s.color == to)?.revision.clone()
+            }),
+            services: app
+                .iter()
+                .flat_map(|a| a.services.iter())
+                .map(|s| (s.name.clone(), s.color.clone()))
+                .collect(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn decode(s: &str) -> Option<Pin> {
+        serde_json::from_str(s).ok()
+    }
+
+    /// A crashed run of the same command left this pin: does the new run keep it?
+    fn still_holds(&self, now: &Pin) -> Result<()> {
+        let moves_traffic = matches!(self.action, Action::Promote | Action::Abort);
+        if self.action == now.action && moves_traffic && self.to != now.to {
+            return Err(Error::Conflict(
+                Reason::ChangedMeanwhile,
+                format!(
+                    "an interrupted {} of this app was switching traffic to {}; it would now go to {} instead (the slots changed meanwhile): check `kubectl bluegreen status`, then run the command again to act on what is there now",
+                    self.action,
+                    self.to.as_deref().unwrap_or("?"),
+                    now.to.as_deref().unwrap_or("?"),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A re-plan keeps the target, the target's revision, and Services that only this
+    /// command moved; anything else is another hand's change (exit 5).
+    fn check(
+        &self,
+        plan: &Plan,
+        snap: &Snapshot,
+        namespace: &str,
+        name: &str,
+        done: &Mutex<Vec<StepResult>>,
+    ) -> Result<()> {
+        let changed = |what: String| Err(Error::Conflict(Reason::ChangedMeanwhile, what));
+        if plan.to != self.to {
+            return changed(format!(
+                "the app changed while this {} was running: it would now go to {} instead of {}; stopped without reversing anything (`kubectl bluegreen status` shows where it stands)",
+                self.action,
+                plan.to.as_deref().unwrap_or("nothing"),
+                self.to.as_deref().unwrap_or("nothing"),
+            ));
+        }
+        if !matches!(self.action, Action::Promote | Action::Abort) {
+            return Ok(());
+        }
+        let Ok(app) = model::find_app(snap, namespace, name) else {
+            return Ok(());
+        };
+        if let Some(to) = &self.to
+            && let Some(slot) = app.slots.iter().find(|s| &s.color == to)
+            && slot.revision != self.to_revision
+        {
+            return changed(format!(
+                "slot {to} ({}) was changed meanwhile (revision {} → {}): traffic is not switched to a version nobody checked",
+                slot.deployment,
+                self.to_revision.as_deref().unwrap_or("?"),
+                slot.revision.as_deref().unwrap_or("?"),
+            ));
+        }
+        let ours = switched_services(done);
+        for svc in &app.services {
+            let before = self.services.get(&svc.name).cloned().flatten();
+            let moved_by_us = ours.contains(&svc.name) && svc.color == self.to;
+            if svc.color != before && !moved_by_us {
+                return changed(format!(
+                    "Service {} was switched from {} to {} meanwhile by {}: stopped without overwriting it",
+                    svc.name,
+                    before.as_deref().unwrap_or("(none)"),
+                    svc.color.as_deref().unwrap_or("(none)"),
+                    svc.selector_manager.as_deref().unwrap_or("another client"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Services whose selectors this command wrote.
+fn switched_services(done: &Mutex<Vec<StepResult>>) -> Vec<String> {
+    done.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|r| r.switched.clone())
+        .collect()
+}
+
+/// A failure after this command moved traffic: where each Service points now, what
+/// finishes or reverts it, a `PartialSwitch` Event (best effort), exit 8.
+async fn after_switch(
+    env: &Env,
+    name: &str,
+    first: &Plan,
+    done: &Mutex<Vec<StepResult>>,
+    cause: Error,
+) -> Error {
+    let namespace = &env.conn.namespace;
+    let state = match observe(env).await {
+        Ok(snap) => model::find_app(&snap, namespace, name).ok(),
+        Err(_) => None,
+    };
+    let where_ = state
+        .as_ref()
+        .map(|app| {
+            let mut parts: Vec<String> = app
+                .services
+                .iter()
+                .map(|s| format!("{} → {}", s.name, s.color.as_deref().unwrap_or("(none)")))
+                .collect();
+            if let Some(p) = &app.preview_service {
+                parts.push(format!(
+                    "{} (preview) → {}",
+                    p.name,
+                    p.color.as_deref().unwrap_or("(none)")
+                ));
+            }
+            parts.join(", ")
+        })
+        .unwrap_or_else(|| format!("switched so far: {}", switched_services(done).join(", ")));
+    let message = match first.action {
+        Action::Promote => format!(
+            "traffic was moved, then the promote failed: {cause}. Now: {where_}. `kubectl bluegreen promote {name}` finishes it, `kubectl bluegreen abort {name}` reverts it"
+        ),
+        action => format!(
+            "traffic was moved, then the {action} failed: {cause}. Now: {where_}. Re-run `kubectl bluegreen {action} {name}` to finish it"
+        ),
+    };
+    if let Some(app) = &state
+        && let Some(svc) = app.services.first()
+    {
+        let event = plan::Step::CreateEvent {
+            service: svc.name.clone(),
+            service_uid: svc.uid.clone(),
+            event_type: "Warning".into(),
+            reason: "PartialSwitch".into(),
+            message: message.clone(),
+        };
+        let progress = Progress::new(false, true);
+        let applier = Applier {
+            client: &env.conn.client,
+            namespace,
+            dry_run: false,
+            timeout: std::time::Duration::from_secs(5),
+            progress: &progress,
+            done: Arc::default(),
+            now: env.now,
+            host: &env.host,
+            fence: None,
+        };
+        let _ = applier.run(std::slice::from_ref(&event)).await;
+    }
+    Error::PartiallySwitched(message)
 }

@@ -16,6 +16,7 @@ pub fn snap(yaml: &str) -> Snapshot {
             "Deployment" => s.deployments.push(serde_json::from_value(d).unwrap()),
             "ReplicaSet" => s.replicasets.push(serde_json::from_value(d).unwrap()),
             "EndpointSlice" => s.slices.push(serde_json::from_value(d).unwrap()),
+            "Pod" => s.pods.push(serde_json::from_value(d).unwrap()),
             k => panic!("unexpected kind {k}"),
         }
     }

@@ -1,14 +1,18 @@
-//! `abort`: after a promote, switch every Service back to the previous slot (scaling it up
-//! and waiting for it first if needed), verify, then scale the aborted slot down; before
-//! a promote, scale the preview down.
+//! `abort`: after a promote (or from a partial switch), switch every Service back to the
+//! previous slot through the readiness gate (scaling it up and waiting for it first if
+//! needed, then re-planning), verify, then scale the aborted slot down; before a promote,
+//! record the abort and scale the preview down (never a live slot).
 
-use super::checks::{check_available, live_color, require_two_slots, slot_by_color};
+use super::checks::{
+    check_available, check_not_live, live_color, partial_directions, require_two_slots,
+    services_agree, slot_by_color, where_services_point,
+};
 use super::steps::{
-    active_service_names, ensure_services, event_step, scale_step, switch_annotations,
+    active_service_names, event_step, follow_preview, record_step, scale_step, switch,
 };
 use super::{Action, Actor, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
-use crate::model::{App, Role};
+use crate::model::{App, Role, Slot};
 
 #[derive(Debug, Clone, Default)]
 pub struct AbortRequest {
@@ -17,7 +21,7 @@ pub struct AbortRequest {
 
 pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
     require_two_slots(app)?;
-    let live = live_color(app)?;
+    let state_color = live_color(app)?;
     let last = app.last_switch.as_ref();
     let mut plan = Plan {
         action: Action::Abort,
@@ -29,6 +33,45 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         preconditions: vec![],
         steps: vec![],
     };
+
+    // A partially switched app: every Service back, through the readiness gate.
+    if !services_agree(app) {
+        let (forward, back) = partial_directions(app).ok_or_else(|| {
+            Error::Precondition(
+                Reason::PartiallySwitched,
+                format!(
+                    "app {} is partially switched ({}) and its history does not say which way: switch the Services by hand",
+                    app.name,
+                    where_services_point(app)
+                ),
+            )
+        })?;
+        let (Some(to), Some(from)) = (slot_by_color(app, &back), slot_by_color(app, &forward))
+        else {
+            return Err(Error::Precondition(
+                Reason::ColorMatchesNoSlot,
+                format!("no slot has the color {back} to switch back to"),
+            ));
+        };
+        plan.from = Some(forward.clone());
+        plan.to = Some(back.clone());
+        plan.preconditions.push(format!(
+            "partially switched ({}): switching every Service back to {back}",
+            where_services_point(app)
+        ));
+        if !bring_back(&mut plan, to, from.desired.max(1))? {
+            return Ok(plan);
+        }
+        let recorded = last.is_some_and(|h| h.action == Action::Abort && h.to == back);
+        plan.steps
+            .extend(switch(app, Action::Abort, from, to, actor, !recorded)?);
+        if !req.keep {
+            plan.steps
+                .push(scale_step(from, 0, "scale down the aborted slot"));
+        }
+        return Ok(plan);
+    }
+    let live = state_color;
 
     // A re-run of an interrupted (or finished) abort: make sure everything is done.
     if let Some(h) = last.filter(|h| h.action == Action::Abort && h.to == live)
@@ -42,18 +85,12 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         plan.preconditions.push(format!(
             "traffic was already switched back to {live}: finishing the remaining steps"
         ));
-        plan.steps.extend(ensure_services(
-            app,
-            &live,
-            &h.from,
-            None,
-            "finish switching back",
-        ));
         plan.steps.push(Step::WaitServing {
             services: active_service_names(app),
             deployment: back.deployment.clone(),
             color: live.clone(),
         });
+        plan.steps.extend(follow_preview(app, &h.from));
         if !req.keep && aborted.desired > 0 {
             plan.steps
                 .push(scale_step(aborted, 0, "scale down the aborted slot"));
@@ -80,48 +117,11 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         };
         plan.from = Some(live.clone());
         plan.to = Some(prev.color.clone());
-        let wanted = current.desired.max(1);
-        if prev.desired < wanted || !prev.rolled_out {
-            plan.preconditions.push(format!(
-                "{} has {}/{} available: scale it back up first",
-                prev.color, prev.available, wanted
-            ));
-            if prev.desired < wanted {
-                plan.steps.push(scale_step(
-                    prev,
-                    wanted,
-                    "make the previous version available again",
-                ));
-            }
-            plan.steps.push(Step::WaitRolledOut {
-                deployment: prev.deployment.clone(),
-            });
-        } else {
-            plan.preconditions
-                .push(check_available(prev, wanted, false)?.replace("preview slot ", ""));
+        if !bring_back(&mut plan, prev, current.desired.max(1))? {
+            return Ok(plan);
         }
-        let state = switch_annotations(app, Action::Abort, current, prev, actor)?;
-        plan.steps.extend(ensure_services(
-            app,
-            &prev.color,
-            &live,
-            Some(state),
-            "switch traffic back",
-        ));
-        plan.steps.push(event_step(
-            app,
-            "Warning",
-            "Aborted",
-            format!(
-                "traffic switched back from {live} to {} by {}",
-                prev.color, actor.user
-            ),
-        ));
-        plan.steps.push(Step::WaitServing {
-            services: active_service_names(app),
-            deployment: prev.deployment.clone(),
-            color: prev.color.clone(),
-        });
+        plan.steps
+            .extend(switch(app, Action::Abort, current, prev, actor, true)?);
         if !req.keep {
             plan.steps
                 .push(scale_step(current, 0, "scale down the aborted slot"));
@@ -129,35 +129,82 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         return Ok(plan);
     }
 
-    // Before a promote: stop the preview.
-    match app.slot(Role::Preview) {
-        Some(p) if p.desired > 0 => {
-            plan.from = Some(p.color.clone());
-            plan.to = Some(live.clone());
-            plan.preconditions
-                .push(format!("no promote to undo: traffic stays on {live}"));
-            plan.steps
-                .push(scale_step(p, 0, "abort the preview before it was promoted"));
-            plan.steps.push(event_step(
-                app,
-                "Normal",
-                "PreviewAborted",
-                format!("preview slot {} scaled to 0 by {}", p.color, actor.user),
-            ));
-            Ok(plan)
-        }
-        Some(p) => Err(Error::Precondition(
+    // Before a promote: stop the preview (never a live one). The history entry is
+    // written first, so that a re-run after a crash knows the abort was started.
+    let Some(p) = app.slot(Role::Preview) else {
+        return Err(Error::Precondition(
+            Reason::NothingToAbort,
+            format!("nothing to abort: app {} has no preview slot", app.name),
+        ));
+    };
+    let started = last.is_some_and(|h| {
+        h.action == Action::AbortPreview && h.from == p.color && h.from_revision == p.revision
+    });
+    if p.desired == 0 && !started {
+        return Err(Error::Precondition(
             Reason::NothingToAbort,
             format!(
                 "nothing to abort: no promote to undo, and the preview slot {} is already scaled to 0",
                 p.color
             ),
-        )),
-        None => Err(Error::Precondition(
-            Reason::NothingToAbort,
-            format!("nothing to abort: app {} has no preview slot", app.name),
-        )),
+        ));
     }
+    check_not_live(app, p, "scale the preview down")?;
+    plan.from = Some(p.color.clone());
+    plan.preconditions
+        .push(format!("no promote to undo: traffic stays on {live}"));
+    if started {
+        plan.outcome = Outcome::Finish;
+    } else {
+        plan.steps
+            .push(record_step(app, Action::AbortPreview, p, &live, actor)?);
+    }
+    if p.desired > 0 {
+        plan.steps
+            .push(scale_step(p, 0, "abort the preview before it was promoted"));
+    }
+    if !started {
+        plan.steps.push(event_step(
+            app,
+            "Normal",
+            "PreviewAborted",
+            format!("preview slot {} scaled to 0 by {}", p.color, actor.user),
+        ));
+    }
+    Ok(plan)
+}
+
+/// Rule 1 on the way back: the previous slot must be fully available before traffic
+/// returns to it. If it is not, the plan scales it up, waits, and asks to be made again
+/// (`Replan`) so that the switch is planned from what the cluster shows after the wait.
+/// Returns whether the switch may be planned now.
+fn bring_back(plan: &mut Plan, prev: &Slot, wanted: i32) -> Result<bool> {
+    if prev.desired >= wanted && prev.rolled_out && prev.available >= wanted {
+        plan.preconditions
+            .push(check_available(prev, wanted, false)?.replace("preview slot ", ""));
+        return Ok(true);
+    }
+    plan.preconditions.push(format!(
+        "{} has {}/{} available: scale it back up first",
+        prev.color, prev.available, wanted
+    ));
+    if prev.desired < wanted {
+        plan.steps.push(scale_step(
+            prev,
+            wanted,
+            "make the previous version available again",
+        ));
+    }
+    plan.steps.push(Step::WaitRolledOut {
+        deployment: prev.deployment.clone(),
+    });
+    plan.steps.push(Step::Replan {
+        why: format!(
+            "re-check {} before switching traffic back to it",
+            prev.color
+        ),
+    });
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -177,11 +224,12 @@ mod tests {
             kinds(&plan),
             [
                 "patch svc/shop",
-                "patch svc/shop-preview",
                 "event Aborted",
                 "wait serving shop-blue",
+                "patch svc/shop-preview",
                 "scale deploy/shop-green=0"
-            ]
+            ],
+            "the preview Service follows once traffic is verified back"
         );
         let plan = abort(&app, &AbortRequest { keep: true }, &actor()).unwrap();
         assert!(
@@ -195,13 +243,18 @@ mod tests {
         let (app, _) = app_of(&promoted(0));
         let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
         assert_eq!(
-            kinds(&plan)[..3],
+            kinds(&plan),
             [
                 "scale deploy/shop-blue=3",
                 "wait rollout shop-blue",
-                "patch svc/shop"
-            ]
+                "replan"
+            ],
+            "the switch back is planned only after the wait, from what the cluster shows then"
         );
+        // Once blue is back, the re-plan switches.
+        let (app, _) = app_of(&promoted(3));
+        let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
+        assert_eq!(kinds(&plan)[0], "patch svc/shop");
     }
 
     #[test]
@@ -210,8 +263,21 @@ mod tests {
         let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
         assert_eq!(
             kinds(&plan),
-            ["scale deploy/shop-green=0", "event PreviewAborted"]
+            [
+                "patch svc/shop",
+                "scale deploy/shop-green=0",
+                "event PreviewAborted"
+            ],
+            "recorded first, so that a re-run after a crash knows"
         );
+        let Step::PatchService { patch, .. } = &plan.steps[0] else {
+            panic!()
+        };
+        assert!(
+            patch["spec"].is_null(),
+            "traffic does not move: only the history is written"
+        );
+        assert!(plan.to.is_none());
         let (app, _) = app_of(
             &[
                 svc("shop", "blue", ""),

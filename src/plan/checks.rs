@@ -99,6 +99,121 @@ pub(super) fn check_available(slot: &Slot, wanted: i32, allow_fewer: bool) -> Re
     ))
 }
 
+/// Rule 2: a live slot (selected by, or serving, any active Service) is never modified
+/// or scaled down.
+pub(super) fn check_not_live(app: &App, slot: &Slot, doing: &str) -> Result<()> {
+    if !slot.live {
+        return Ok(());
+    }
+    let serving: Vec<String> = app
+        .services
+        .iter()
+        .filter(|s| {
+            s.color.as_deref() == Some(slot.color.as_str())
+                || slot.serving.iter().any(|v| v.service == s.name)
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    Err(Error::Precondition(
+        Reason::SlotIsLive,
+        format!(
+            "refusing to {doing}: slot {} ({}) serves live traffic through Service(s) {}{}",
+            slot.color,
+            slot.deployment,
+            serving.join(", "),
+            partial_hint(app)
+        ),
+    ))
+}
+
+/// Where each Service points, and the two commands that resolve a partial switch.
+pub(super) fn partial_hint(app: &App) -> String {
+    if services_agree(app) {
+        return String::new();
+    }
+    format!(
+        " (partially switched: {}; `kubectl bluegreen promote {}` finishes the switch, `kubectl bluegreen abort {}` reverts it)",
+        where_services_point(app),
+        app.name,
+        app.name
+    )
+}
+
+pub(super) fn where_services_point(app: &App) -> String {
+    app.services
+        .iter()
+        .map(|s| format!("{} → {}", s.name, s.color.as_deref().unwrap_or("(none)")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Only promote and abort may act on a partially switched app.
+pub(super) fn refuse_partial(app: &App, doing: &str) -> Result<()> {
+    if services_agree(app) {
+        return Ok(());
+    }
+    Err(Error::Precondition(
+        Reason::PartiallySwitched,
+        format!(
+            "refusing to {doing}: app {} is partially switched ({}); `kubectl bluegreen promote {}` finishes the switch, `kubectl bluegreen abort {}` reverts it",
+            app.name,
+            where_services_point(app),
+            app.name,
+            app.name
+        ),
+    ))
+}
+
+/// A partially switched app's two ways out: (forward, back). The last recorded promote
+/// names them when the Services point only at its two colors; otherwise the state
+/// Service (written first by every switch) still points where traffic came from.
+pub(super) fn partial_directions(app: &App) -> Option<(String, String)> {
+    let colors: std::collections::BTreeSet<&str> = app
+        .services
+        .iter()
+        .filter_map(|s| s.color.as_deref())
+        .collect();
+    if let Some(h) = app
+        .last_switch
+        .as_ref()
+        .filter(|h| h.action == crate::model::Action::Promote)
+        && colors.iter().all(|c| *c == h.to || *c == h.from)
+    {
+        return Some((h.to.clone(), h.from.clone()));
+    }
+    let back = app.services.first()?.color.clone()?;
+    let mut others = colors.iter().filter(|c| **c != back);
+    let forward = others.next()?.to_string();
+    others.next().is_none().then_some((forward, back))
+}
+
+/// What else must hold before traffic moves to `target` (beside rule 1): its pods can
+/// start, every endpoint of the app's Services belongs to a slot (or the switch could
+/// never be verified), and every slot selects its pods by color.
+pub(super) fn check_switchable(app: &App, target: &Slot) -> Result<()> {
+    if let Some(why) = &target.cannot_start {
+        return Err(Error::Precondition(
+            Reason::PreviewCannotStart,
+            format!(
+                "slot {} ({}) cannot become ready: {why}",
+                target.color, target.deployment
+            ),
+        ));
+    }
+    for (reason, code) in [
+        ("ForeignEndpoints", Reason::ForeignEndpoints),
+        ("SelectorLacksColor", Reason::SelectorLacksColor),
+    ] {
+        if let Some(p) = app.problems.iter().find(|p| p.reason == reason) {
+            return Err(Error::Precondition(
+                code,
+                format!("{}: fix that first", p.message),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use crate::plan::testkit::*;

@@ -117,6 +117,10 @@ pub enum Step {
         deployment: String,
         color: String,
     },
+    /// Stop here: the pipeline observes the cluster again and plans the rest (after a
+    /// wait that precedes a switch, so the switch is planned from fresh state).
+    #[serde(rename_all = "camelCase")]
+    Replan { why: String },
     /// Wait, then check that the Service still selects `color` before going on.
     #[serde(rename_all = "camelCase")]
     Delay {
@@ -175,6 +179,7 @@ impl Step {
                         .join(", ")
                 )
             }
+            Step::Replan { why } => format!("observe again and plan the rest: {why}"),
             Step::Delay { seconds, color, .. } => {
                 format!("wait {seconds}s, then check traffic is still on {color}")
             }

@@ -1,16 +1,15 @@
-//! `promote`: switch every active Service to the preview slot through the readiness gate,
-//! record the switch, verify the endpoints, and optionally scale the old slot down.
+//! `promote`: switch every active Service to the preview slot through the readiness gate
+//! (also when finishing a partial switch), record the switch, verify the endpoints, and
+//! optionally scale the old slot down once the switch is verified.
 
 use super::checks::{
-    check_available, live_color, require_two_slots, services_agree, slot_by_color,
+    check_available, check_switchable, live_color, partial_directions, require_two_slots,
+    services_agree, slot_by_color, where_services_point,
 };
-use super::steps::{
-    active_service_names, delay_step, ensure_services, event_step, images_of, scale_step,
-    switch_annotations,
-};
+use super::steps::{active_service_names, delay_step, follow_preview, scale_step, switch};
 use super::{Action, Actor, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
-use crate::model::{App, Role};
+use crate::model::{App, Role, Slot};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default)]
@@ -23,9 +22,8 @@ pub struct PromoteRequest {
 
 pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
     require_two_slots(app)?;
-    let live = live_color(app)?;
+    let state_color = live_color(app)?;
     let last = app.last_switch.as_ref();
-    let preview = app.slot(Role::Preview);
     let mut plan = Plan {
         action: Action::Promote,
         app: app.name.clone(),
@@ -36,92 +34,74 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         preconditions: vec![],
         steps: vec![],
     };
+    if let Some(to) = &req.to
+        && slot_by_color(app, to).is_none()
+    {
+        return Err(Error::NotFound(
+            Reason::NoSuchSlot,
+            format!(
+                "app {} has no slot with {}={to} (slots: {})",
+                app.name,
+                app.color_label,
+                app.slots
+                    .iter()
+                    .map(|s| s.color.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
 
+    // A partially switched app: finish forward, through the readiness gate.
+    if !services_agree(app) {
+        let (forward, _back) = partial_directions(app).ok_or_else(|| {
+            Error::Precondition(
+                Reason::PartiallySwitched,
+                format!(
+                    "app {} is partially switched ({}) and its history does not say which way: switch the Services by hand",
+                    app.name,
+                    where_services_point(app)
+                ),
+            )
+        })?;
+        let forward = req.to.clone().unwrap_or(forward);
+        let (Some(to), Some(from)) = (
+            slot_by_color(app, &forward),
+            app.slots.iter().find(|s| s.color != forward),
+        ) else {
+            return Err(Error::Precondition(
+                Reason::ColorMatchesNoSlot,
+                format!("no slot has the color {forward} to finish the switch to"),
+            ));
+        };
+        plan.outcome = Outcome::Finish;
+        plan.from = Some(from.color.clone());
+        plan.to = Some(to.color.clone());
+        plan.preconditions.push(format!(
+            "partially switched ({}): finishing the switch to {forward}",
+            where_services_point(app)
+        ));
+        plan.preconditions
+            .push(check_available(to, from.desired, req.allow_fewer)?);
+        check_switchable(app, to)?;
+        // The history is recorded by the state Service's patch, unless it already was.
+        let recorded = last.is_some_and(|h| {
+            h.action == Action::Promote && h.to == forward && state_color == forward
+        });
+        plan.steps
+            .extend(switch(app, Action::Promote, from, to, actor, !recorded)?);
+        scale_down_after(&mut plan, app, req, from, to);
+        return Ok(plan);
+    }
+
+    let live = state_color;
+    let preview = app.slot(Role::Preview);
     // An earlier promote to the live color that nothing has changed since: finish it.
     let unchanged_since_promote = last.is_some_and(|h| {
         h.action == Action::Promote
             && h.to == live
             && preview.is_some_and(|p| p.color == h.from && p.revision == h.from_revision)
     });
-    // A promote interrupted between Service writes: the state Service already switched.
-    let interrupted =
-        !services_agree(app) && last.is_some_and(|h| h.action == Action::Promote && h.to == live);
-    let finish = match &req.to {
-        Some(to) if *to == live => true,
-        Some(to) if slot_by_color(app, to).is_none() => {
-            return Err(Error::NotFound(
-                Reason::NoSuchSlot,
-                format!(
-                    "app {} has no slot with {}={to} (slots: {})",
-                    app.name,
-                    app.color_label,
-                    app.slots
-                        .iter()
-                        .map(|s| s.color.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ));
-        }
-        Some(_) => false,
-        None => unchanged_since_promote || interrupted,
-    };
-    if finish {
-        let Some(live_slot) = slot_by_color(app, &live) else {
-            return Err(Error::Precondition(
-                Reason::ColorMatchesNoSlot,
-                format!(
-                    "Service {} selects {live}, but no slot has that color",
-                    app.state_service()
-                ),
-            ));
-        };
-        let other = app.slots.iter().find(|s| s.color != live);
-        plan.outcome = Outcome::Finish;
-        plan.to = Some(live.clone());
-        plan.from = other.map(|s| s.color.clone());
-        plan.preconditions.push(format!(
-            "traffic was already switched to {live}: finishing the remaining steps"
-        ));
-        plan.steps.extend(ensure_services(
-            app,
-            &live,
-            other.map(|s| s.color.as_str()).unwrap_or(""),
-            None,
-            "finish the switch",
-        ));
-        plan.steps.push(Step::WaitServing {
-            services: active_service_names(app),
-            deployment: live_slot.deployment.clone(),
-            color: live.clone(),
-        });
-        if let (Some(delay), Some(old)) = (req.scale_down_old, other)
-            && old.desired > 0
-        {
-            plan.steps.push(delay_step(app, delay, &live));
-            plan.steps.push(scale_step(
-                old,
-                0,
-                "scale down the old slot after the switch was verified",
-            ));
-        }
-        return Ok(plan);
-    }
-
-    if !services_agree(app) {
-        let list: Vec<String> = app
-            .services
-            .iter()
-            .map(|s| format!("{} → {}", s.name, s.color.as_deref().unwrap_or("(none)")))
-            .collect();
-        return Err(Error::Precondition(
-            Reason::ServicesDisagree,
-            format!(
-                "the app's Services disagree on the live color ({}): fix them by hand first",
-                list.join(", ")
-            ),
-        ));
-    }
     let Some(active) = slot_by_color(app, &live) else {
         return Err(Error::Precondition(
             Reason::ColorMatchesNoSlot,
@@ -132,6 +112,26 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
             ),
         ));
     };
+    if req.to.as_deref() == Some(live.as_str()) || (req.to.is_none() && unchanged_since_promote) {
+        let other = app.slots.iter().find(|s| s.color != live);
+        plan.outcome = Outcome::Finish;
+        plan.to = Some(live.clone());
+        plan.from = other.map(|s| s.color.clone());
+        plan.preconditions.push(format!(
+            "traffic was already switched to {live}: finishing the remaining steps"
+        ));
+        plan.steps.push(Step::WaitServing {
+            services: active_service_names(app),
+            deployment: active.deployment.clone(),
+            color: live.clone(),
+        });
+        if let Some(old) = other {
+            plan.steps.extend(follow_preview(app, &old.color));
+            scale_down_after(&mut plan, app, req, old, active);
+        }
+        return Ok(plan);
+    }
+
     let target = match &req.to {
         Some(to) => slot_by_color(app, to).expect("checked above"),
         None => preview.ok_or_else(|| Error::Precondition(Reason::NoPreviewSlot, format!("app {} has no preview slot: create one with `kubectl bluegreen set-image {} NAME=IMAGE`", app.name, app.name)))?,
@@ -156,41 +156,28 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
     ));
     plan.preconditions
         .push(check_available(target, active.desired, req.allow_fewer)?);
+    check_switchable(app, target)?;
     plan.from = Some(live.clone());
     plan.to = Some(target.color.clone());
-    let state = switch_annotations(app, Action::Promote, active, target, actor)?;
-    plan.steps.extend(ensure_services(
-        app,
-        &target.color,
-        &live,
-        Some(state),
-        "switch traffic",
-    ));
-    plan.steps.push(event_step(
-        app,
-        "Normal",
-        "Promoted",
-        format!(
-            "traffic switched from {live} to {} ({}) by {}",
-            target.color,
-            images_of(target).join(", "),
-            actor.user
-        ),
-    ));
-    plan.steps.push(Step::WaitServing {
-        services: active_service_names(app),
-        deployment: target.deployment.clone(),
-        color: target.color.clone(),
-    });
-    if let Some(delay) = req.scale_down_old {
-        plan.steps.push(delay_step(app, delay, &target.color));
+    plan.steps
+        .extend(switch(app, Action::Promote, active, target, actor, true)?);
+    scale_down_after(&mut plan, app, req, active, target);
+    Ok(plan)
+}
+
+/// `--scale-down-old`: after the switch is verified, a delay that re-checks traffic is
+/// still on `new`, then the old slot to 0 (guarded by its generation).
+fn scale_down_after(plan: &mut Plan, app: &App, req: &PromoteRequest, old: &Slot, new: &Slot) {
+    if let Some(delay) = req.scale_down_old
+        && old.desired > 0
+    {
+        plan.steps.push(delay_step(app, delay, &new.color));
         plan.steps.push(scale_step(
-            active,
+            old,
             0,
             "scale down the old slot after the switch was verified",
         ));
     }
-    Ok(plan)
 }
 
 #[cfg(test)]
@@ -209,9 +196,9 @@ mod tests {
             kinds(&plan),
             [
                 "patch svc/shop",
-                "patch svc/shop-preview",
                 "event Promoted",
-                "wait serving shop-green"
+                "wait serving shop-green",
+                "patch svc/shop-preview"
             ]
         );
         let Step::PatchService { patch, .. } = &plan.steps[0] else {
@@ -241,7 +228,7 @@ mod tests {
             ),
             ("promote", "blue", "green", "alice")
         );
-        let Step::PatchService { patch, .. } = &plan.steps[1] else {
+        let Step::PatchService { patch, .. } = &plan.steps[3] else {
             panic!()
         };
         assert_eq!(
@@ -263,9 +250,10 @@ mod tests {
         };
         let plan = promote(&app, &req, &actor()).unwrap();
         assert_eq!(
-            kinds(&plan)[3..],
+            kinds(&plan)[2..],
             [
                 "wait serving shop-green",
+                "patch svc/shop-preview",
                 "delay 30",
                 "scale deploy/shop-blue=0"
             ]
@@ -373,7 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn disagreeing_services_refuse_unless_a_promote_was_interrupted() {
+    fn a_partial_switch_is_finished_forward_through_the_readiness_gate() {
         let label = "  labels: {bluegreen.io/app: shop}\n";
         let (app, _) = app_of(
             &[
@@ -384,8 +372,14 @@ mod tests {
             ]
             .concat(),
         );
-        let err = promote(&app, &PromoteRequest::default(), &actor()).unwrap_err();
-        assert!(err.to_string().contains("disagree"), "{err}");
+        // No history: the state Service (written first by every switch) is where traffic
+        // came from, so forward is green, recorded now.
+        let plan = promote(&app, &PromoteRequest::default(), &actor()).unwrap();
+        assert_eq!(plan.to.as_deref(), Some("green"));
+        assert_eq!(
+            kinds(&plan),
+            ["patch svc/shop", "event Promoted", "wait serving b"]
+        );
         // The state Service (first by name) was switched and recorded; the second was not.
         let history = r#"[{"action":"promote","from":"blue","to":"green","at":"2026-11-21T00:00:00Z","fromRevision":"4","toRevision":"4"}]"#;
         let state = format!(
@@ -403,6 +397,23 @@ mod tests {
         let plan = promote(&app, &PromoteRequest::default(), &actor()).unwrap();
         assert_eq!(plan.outcome, Outcome::Finish);
         assert_eq!(kinds(&plan), ["patch svc/shop-grpc", "wait serving b"]);
+
+        // Rule 1 holds on this path too: a green slot at 0 replicas gets no traffic.
+        let (app, _) = app_of(
+            &[
+                svc("shop", "green", &state),
+                svc("shop-grpc", "blue", label),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 0, 0),
+            ]
+            .concat(),
+        );
+        let err = promote(&app, &PromoteRequest::default(), &actor()).unwrap_err();
+        assert_eq!(
+            (err.exit_code(), err.reason()),
+            (4, Reason::PreviewEmpty),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `set-image`: new images on the preview slot only (created as a copy of the live slot
 //! when the app has one), sized like the live slot, then a wait until it is rolled out.
 
-use super::checks::{live_color, require_two_slots, slot_by_color};
+use super::checks::{check_not_live, live_color, refuse_partial, require_two_slots, slot_by_color};
 use super::steps::copy_as_slot;
 use super::{Action, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -82,6 +82,7 @@ fn image_patch_lists(
 
 pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Plan> {
     require_two_slots(app)?;
+    refuse_partial(app, "set images")?;
     let live = live_color(app)?;
     let active = slot_by_color(app, &live).ok_or_else(|| {
         Error::Precondition(
@@ -123,6 +124,7 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
     ));
     match app.slot(Role::Preview) {
         Some(preview) => {
+            check_not_live(app, preview, "set images on the preview slot")?;
             let d = raw(&preview.deployment)?;
             let pod = &d["spec"]["template"]["spec"];
             let (containers, inits) = image_patch_lists(pod, &req.images, &preview.deployment)?;

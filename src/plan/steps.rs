@@ -70,15 +70,43 @@ pub(super) fn switch_annotations(
     Ok(json!({model::PREVIOUS_COLOR_ANNOTATION: from.color, model::HISTORY_ANNOTATION: history}))
 }
 
-/// Steps that point every active Service at `to` and the preview Service at `other`,
-/// skipping those already there; the state Service's patch carries `state` annotations.
-pub(super) fn ensure_services(
+/// A history entry without a switch (an abort before any promote), written on the state
+/// Service and guarded by its resourceVersion; the previous color is left as it is.
+pub(super) fn record_step(
     app: &App,
-    to: &str,
-    other: &str,
-    state: Option<Value>,
-    why: &str,
-) -> Vec<Step> {
+    action: Action,
+    slot: &Slot,
+    live: &str,
+    actor: &Actor,
+) -> Result<Step> {
+    let mut history = app.history.clone();
+    history.insert(
+        0,
+        HistoryEntry {
+            action,
+            from: slot.color.clone(),
+            to: live.to_string(),
+            images: images_of(slot),
+            at: actor.now.clone(),
+            by: actor.user.clone(),
+            from_revision: slot.revision.clone(),
+            to_revision: None,
+        },
+    );
+    history.truncate(HISTORY_LIMIT);
+    let history = serde_json::to_string(&history)
+        .map_err(|e| Error::Other(format!("cannot encode history: {e}")))?;
+    let svc = &app.services[0];
+    Ok(Step::PatchService {
+        service: svc.name.clone(),
+        patch: json!({"metadata": {"resourceVersion": svc.resource_version, "annotations": {model::HISTORY_ANNOTATION: history}}}),
+        why: format!("record the {action} of the preview slot {}", slot.color),
+    })
+}
+
+/// Steps that point every active Service at `to`, skipping those already there; the
+/// state Service's patch (the first) carries `state` annotations when given.
+pub(super) fn switch_services(app: &App, to: &str, state: Option<Value>, why: &str) -> Vec<Step> {
     let mut steps = Vec::new();
     for (i, svc) in app.services.iter().enumerate() {
         let annotations = if i == 0 { state.clone() } else { None };
@@ -90,21 +118,77 @@ pub(super) fn ensure_services(
             });
         }
     }
-    if let Some(p) = app
+    steps
+}
+
+/// The preview Service follows the slot that is not live (if it is not there yet).
+pub(super) fn follow_preview(app: &App, other: &str) -> Option<Step> {
+    let p = app
         .preview_service
         .as_ref()
-        .filter(|p| p.exists && p.color.as_deref() != Some(other))
-    {
-        steps.push(Step::PatchService {
-            service: p.name.clone(),
-            patch: service_patch(&app.color_label, other, &p.resource_version, None),
-            why: format!(
-                "preview Service follows the other slot: select {}={other}",
-                app.color_label
+        .filter(|p| p.exists && p.color.as_deref() != Some(other))?;
+    Some(Step::PatchService {
+        service: p.name.clone(),
+        patch: service_patch(&app.color_label, other, &p.resource_version, None),
+        why: format!(
+            "preview Service follows the other slot: select {}={other}",
+            app.color_label
+        ),
+    })
+}
+
+/// Traffic from `from` to `to` (rule 1 is the caller's check): every active Service
+/// switched, the history recorded on the state Service's patch and an Event when
+/// `record` (a new switch, not the finish of one), the wait until the endpoints serve
+/// only `to`, then the preview Service following `from`.
+pub(super) fn switch(
+    app: &App,
+    action: Action,
+    from: &Slot,
+    to: &Slot,
+    actor: &Actor,
+    record: bool,
+) -> Result<Vec<Step>> {
+    let state = record
+        .then(|| switch_annotations(app, action, from, to, actor))
+        .transpose()?;
+    let why = match (action, record) {
+        (Action::Abort, _) => "switch traffic back",
+        (_, true) => "switch traffic",
+        (_, false) => "finish the switch",
+    };
+    let mut steps = switch_services(app, &to.color, state, why);
+    if record {
+        let (kind, reason, message) = match action {
+            Action::Abort => (
+                "Warning",
+                "Aborted",
+                format!(
+                    "traffic switched back from {} to {} by {}",
+                    from.color, to.color, actor.user
+                ),
             ),
-        });
+            _ => (
+                "Normal",
+                "Promoted",
+                format!(
+                    "traffic switched from {} to {} ({}) by {}",
+                    from.color,
+                    to.color,
+                    images_of(to).join(", "),
+                    actor.user
+                ),
+            ),
+        };
+        steps.push(event_step(app, kind, reason, message));
     }
-    steps
+    steps.push(Step::WaitServing {
+        services: active_service_names(app),
+        deployment: to.deployment.clone(),
+        color: to.color.clone(),
+    });
+    steps.extend(follow_preview(app, &from.color));
+    Ok(steps)
 }
 
 pub(super) fn delay_step(app: &App, delay: Duration, color: &str) -> Step {

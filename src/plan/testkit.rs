@@ -47,6 +47,7 @@ pub fn kinds(plan: &Plan) -> Vec<String> {
             Step::WaitRolledOut { deployment } => format!("wait rollout {deployment}"),
             Step::WaitServing { deployment, .. } => format!("wait serving {deployment}"),
             Step::Delay { seconds, .. } => format!("delay {seconds}"),
+            Step::Replan { .. } => "replan".to_string(),
         })
         .collect()
 }

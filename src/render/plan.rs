@@ -117,6 +117,16 @@ pub fn summary(plan: &Plan, dry_run: DryRun, results: &[StepResult]) -> String {
             plan.app
         ),
         (Action::Promote, _) => format!("promoted {}", plan.app),
+        (Action::Abort, _) if plan.to.is_none() => {
+            return format!(
+                "stopped the preview slot{} of {}; traffic did not move\n",
+                plan.from
+                    .as_deref()
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default(),
+                plan.app
+            );
+        }
         (Action::Abort, _) => format!("aborted {}", plan.app),
         (Action::SetImage, _) => format!(
             "new image(s) rolled out on the preview slot of {}",

@@ -53,6 +53,7 @@ fn past_tense(action: &str) -> String {
         "promote" => "promoted".into(),
         "abort" => "aborted".into(),
         "init" => "adopted".into(),
+        "abort-preview" => "preview aborted".into(),
         other => other.to_string(),
     }
 }

@@ -144,12 +144,13 @@ async fn status_reads_each_kind_once_and_concurrently() {
         .iter()
         .map(|e| format!("{} {}", e.method, e.path))
         .collect();
-    assert_eq!(log.len(), 4, "{paths:#?}");
+    assert_eq!(log.len(), 5, "{paths:#?}");
     for kind in [
         "/services",
         "/deployments",
         "/replicasets",
         "/endpointslices",
+        "/pods",
     ] {
         assert_eq!(
             log.iter().filter(|e| e.path.ends_with(kind)).count(),

@@ -696,14 +696,15 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
         "green"
     );
     c.clear_faults();
-    // A 500 mid-way (the preview Service): the re-run finishes the job.
+    // A 500 mid-way (the preview Service), after traffic moved: told as such (exit 8,
+    // where each Service points, what finishes it, an Event); the re-run finishes.
     c.add_fault(
         Fault::new("patch", "services", FaultAction::Status(500))
             .named("shop-preview")
             .times(1),
     );
     let out = world.plugin(&["abort", "shop"]).await;
-    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.code, 8, "{out:?}");
     let errors: Vec<&str> = out
         .stderr
         .lines()
@@ -711,8 +712,15 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
         .collect();
     assert_eq!(
         errors,
-        ["error: failed to patch service shop-preview: Internal error occurred: injected fault"],
+        [
+            "error: traffic was moved, then the abort failed: failed to patch service shop-preview: Internal error occurred: injected fault. Now: shop → blue, shop-preview (preview) → blue. Re-run `kubectl bluegreen abort shop` to finish it"
+        ],
         "{out:?}"
+    );
+    let events = world.sim.list("events", "default");
+    assert!(
+        events.iter().any(|e| e["reason"] == "PartialSwitch"),
+        "a PartialSwitch Event on the Service"
     );
     assert_eq!(
         selector_color(&world, "shop", "bluegreen.io/color"),
