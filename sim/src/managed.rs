@@ -231,7 +231,15 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn walk(&mut self, d: &mut Diff, lhs: Option<&'a Value>, rhs: Option<&'a Value>) {
+    /// `zero` is the Go zero value at this path: a field either side lacks is read from
+    /// it, as both sides are typed objects upstream.
+    fn walk(
+        &mut self,
+        d: &mut Diff,
+        lhs: Option<&'a Value>,
+        rhs: Option<&'a Value>,
+        zero: Option<&'a Value>,
+    ) {
         if is_empty_or_null(lhs) && is_empty_or_null(rhs) {
             return self.leaf(d, lhs, rhs);
         }
@@ -252,9 +260,15 @@ impl<'a> Walker<'a> {
                 keys.sort();
                 keys.dedup();
                 for k in keys {
+                    let z = zero.and_then(|z| z.get(k));
                     self.names.push(k);
                     self.at.push(format!("f:{k}"));
-                    self.walk(d, lm.and_then(|m| m.get(k)), rm.and_then(|m| m.get(k)));
+                    self.walk(
+                        d,
+                        lm.and_then(|m| m.get(k)).or(z),
+                        rm.and_then(|m| m.get(k)).or(z),
+                        z,
+                    );
                     self.at.pop();
                     self.names.pop();
                 }
@@ -277,7 +291,7 @@ impl<'a> Walker<'a> {
                 for k in ks {
                     self.names.push("[]");
                     self.at.push(k.clone());
-                    self.walk(d, li.get(k).copied(), ri.get(k).copied());
+                    self.walk(d, li.get(k).copied(), ri.get(k).copied(), None);
                     self.at.pop();
                     self.names.pop();
                 }
@@ -332,12 +346,13 @@ const STRIPPED_META: &[&str] = &[
     "resourceVersion",
 ];
 
-fn compare(kind: &str, lhs: &Value, rhs: &Value, ignored: &[&str]) -> Diff {
+fn compare(kind: &str, lhs: &Value, rhs: &Value, zero: &Value, ignored: &[&str]) -> Diff {
     let mut d = Diff::default();
     let empty = Map::new();
     let lm = lhs.as_object().unwrap_or(&empty);
     let rm = rhs.as_object().unwrap_or(&empty);
-    let mut keys: Vec<&String> = lm.keys().chain(rm.keys()).collect();
+    let zm = zero.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = lm.keys().chain(rm.keys()).chain(zm.keys()).collect();
     keys.sort();
     keys.dedup();
     let meta = |m: &Map<String, Value>| -> Option<Value> {
@@ -368,7 +383,7 @@ fn compare(kind: &str, lhs: &Value, rhs: &Value, ignored: &[&str]) -> Diff {
                 names: vec!["metadata"],
                 at: vec!["f:metadata".into()],
             };
-            w.walk(&mut md, lmeta.as_ref(), rmeta.as_ref());
+            w.walk(&mut md, lmeta.as_ref(), rmeta.as_ref(), None);
             // `metadata` itself is never owned.
             for s in [&mut md.changed, &mut md.removed] {
                 if let Some(m) = s.children.get_mut("f:metadata") {
@@ -379,7 +394,8 @@ fn compare(kind: &str, lhs: &Value, rhs: &Value, ignored: &[&str]) -> Diff {
             d.removed.union(&md.removed);
             continue;
         }
-        w.walk(&mut d, lm.get(k), rm.get(k));
+        let z = zm.get(k);
+        w.walk(&mut d, lm.get(k).or(z), rm.get(k).or(z), z);
     }
     d.changed.prune();
     d.removed.prune();
@@ -511,15 +527,9 @@ pub fn record(kind: &str, w: &Write<'_>, prev: Option<&Value>, next: &mut Value)
         _ => live,
     };
     let mut entries: Vec<Entry> = base.iter().filter_map(Entry::parse).collect();
-    let zero;
-    let lhs = match prev {
-        Some(p) => p,
-        None => {
-            zero = zero_value(kind);
-            &zero
-        }
-    };
-    let d = compare(kind, lhs, next, w.ignored);
+    let zero = zero_value(kind);
+    let empty = json!({});
+    let d = compare(kind, prev.unwrap_or(&empty), next, &zero, w.ignored);
     for e in &mut entries {
         e.fields.difference(&d.changed);
         e.fields.difference(&d.removed);

@@ -367,7 +367,7 @@ pub fn create(
     {
         m.remove("status");
     }
-    let sent_spec = (srt.kind == "Service").then(|| obj["spec"].clone());
+    let sent_spec = (!storage_filled(srt.kind).is_empty()).then(|| obj["spec"].clone());
     semantics::apply_defaults(srt, &mut obj);
     record_create(rt, &mut obj, sent_spec.as_ref(), &opts.manager);
     prepare_new(c, srt, &mut obj);
@@ -410,16 +410,27 @@ pub fn create(
     Ok(to_served(rt, stored))
 }
 
+/// Spec fields that upstream fills after the field manager has run on a create (the
+/// REST storage: a Service's IP families; mutating admission: a Pod's service account
+/// and priority): no manager owns them unless the request set them.
+fn storage_filled(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Service" => &["ipFamilies", "ipFamilyPolicy"],
+        "Pod" => &["serviceAccountName", "priority"],
+        "Namespace" => &["finalizers"],
+        _ => &[],
+    }
+}
+
 /// Records a create after defaulting and before the fields the REST storage fills
-/// (cluster IPs, node ports, a Service's IP families: upstream's storage sets those,
-/// so no manager owns them unless the request set them).
+/// (cluster IPs and node ports are filled later; see also [`storage_filled`]).
 fn record_create(rt: &ResourceType, obj: &mut Value, sent_spec: Option<&Value>, manager: &str) {
     let Some(sent) = sent_spec else {
         return record_write(rt, None, obj, manager, Sub::Main);
     };
     let mut view = obj.clone();
     if let Some(spec) = view["spec"].as_object_mut() {
-        for k in ["ipFamilies", "ipFamilyPolicy"] {
+        for &k in storage_filled(storage_rt(rt).kind) {
             if sent.get(k).is_none() {
                 spec.remove(k);
             }
