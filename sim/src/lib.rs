@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod discovery;
 pub mod error;
+pub mod managed;
 pub mod ops;
 pub mod patch;
 pub mod proto;
@@ -88,7 +89,7 @@ impl Sim {
                 rt,
                 "",
                 json!({"metadata": {"name": ns}}),
-                &ops::WriteOpts::default(),
+                &ops::WriteOpts::by("kube-apiserver"),
             )
             .map_err(|e| anyhow::anyhow!("creating namespace {ns}: {e}"))?;
         }
@@ -102,7 +103,7 @@ impl Sim {
                 "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                 "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
             }),
-            &ops::WriteOpts::default(),
+            &ops::WriteOpts::by("kube-apiserver"),
         )
         .map_err(|e| anyhow::anyhow!("creating the kubernetes Service: {e}"))?;
         let ctx = Arc::new(server::ServerCtx {
@@ -203,7 +204,8 @@ impl Sim {
             .unwrap_or(namespace)
             .to_string();
         let name = store::name_of(&doc).to_string();
-        let opts = ops::WriteOpts::default();
+        // Recorded as the simulator's own fixture loader.
+        let opts = ops::WriteOpts::by("bluegreen-sim");
         let result = match ops::get(&self.cluster, rt, &ns, &name, ops::Sub::Main) {
             Ok(_) => ops::update(&self.cluster, rt, &ns, &name, doc, ops::Sub::Main, &opts),
             Err(_) => ops::create(&self.cluster, rt, &ns, doc, &opts),

@@ -7,6 +7,7 @@
 
 use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};
+use crate::managed;
 use crate::patch::{self, PatchType};
 use crate::resources::{self, ResourceType};
 use crate::schema;
@@ -44,6 +45,77 @@ impl Sub {
 pub struct WriteOpts {
     pub dry_run: bool,
     pub strict: bool,
+    /// The field manager the write is recorded under in `metadata.managedFields`.
+    pub manager: String,
+}
+
+impl WriteOpts {
+    /// A write by `manager` (e.g. `kube-controller-manager` for upstream's controllers).
+    pub fn by(manager: &str) -> WriteOpts {
+        WriteOpts {
+            manager: manager.to_string(),
+            ..WriteOpts::default()
+        }
+    }
+}
+
+/// Records a write of `next` (stored form) over `prev` (None for a create) by `manager`
+/// in `next`'s managedFields, with the served version's paths and apiVersion. The main
+/// resource never owns `status` where a status subresource exists (upstream resets it).
+pub fn record_write(
+    rt: &ResourceType,
+    prev: Option<&Value>,
+    next: &mut Value,
+    manager: &str,
+    sub: Sub,
+) {
+    let srt = storage_rt(rt);
+    let ignored: &[&str] = match sub {
+        Sub::Main if srt.status_subresource => &["status"],
+        Sub::Status => &["spec"],
+        _ => &[],
+    };
+    let api_version = rt.api_version();
+    let w = managed::Write {
+        manager,
+        api_version: &api_version,
+        subresource: sub.name(),
+        ignored,
+    };
+    if rt.group == srt.group {
+        return managed::record(srt.kind, &w, prev, next);
+    }
+    // events.k8s.io: fields are named as that version names them.
+    let p = prev.map(|p| to_served(rt, p.clone()));
+    let mut n = to_served(rt, next.clone());
+    managed::record(rt.kind, &w, p.as_ref(), &mut n);
+    match n["metadata"].get("managedFields") {
+        Some(m) => next["metadata"]["managedFields"] = m.clone(),
+        None => {
+            if let Some(m) = next["metadata"].as_object_mut() {
+                m.remove("managedFields");
+            }
+        }
+    }
+}
+
+/// A controller's guarded write straight to storage, recorded under `manager`.
+pub fn controller_write(
+    c: &Cluster,
+    storage: &'static str,
+    based_on: &Value,
+    mut next: Value,
+    manager: &str,
+    sub: Sub,
+) -> ApiResult<Value> {
+    record_write(
+        resources::by_storage(storage),
+        Some(based_on),
+        &mut next,
+        manager,
+        sub,
+    );
+    c.store.update(storage, next, rv_of(based_on))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -285,7 +357,6 @@ pub fn create(
             "deletionTimestamp",
             "deletionGracePeriodSeconds",
             "generation",
-            "managedFields",
         ] {
             m.remove(k);
         }
@@ -296,7 +367,9 @@ pub fn create(
     {
         m.remove("status");
     }
+    let sent_spec = (!storage_filled(srt.kind).is_empty()).then(|| obj["spec"].clone());
     semantics::apply_defaults(srt, &mut obj);
+    record_create(rt, &mut obj, sent_spec.as_ref(), &opts.manager);
     prepare_new(c, srt, &mut obj);
     invalid_unless_empty(rt, name_of(&obj), semantics::validate(srt, &obj, None))?;
     let name = name_of(&obj).to_string();
@@ -320,11 +393,58 @@ pub fn create(
         if srt.kind == "Namespace" {
             // Upstream's service account controller gives every namespace a `default`.
             let sa = resources::find("", "v1", "serviceaccounts").expect("serviceaccounts");
-            let _ = create(c, sa, &name, json!({"metadata": {"name": "default"}}), opts);
+            let by_controller = WriteOpts {
+                dry_run: false,
+                ..WriteOpts::by("kube-controller-manager")
+            };
+            let _ = create(
+                c,
+                sa,
+                &name,
+                json!({"metadata": {"name": "default"}}),
+                &by_controller,
+            );
         }
         c.kick();
     }
     Ok(to_served(rt, stored))
+}
+
+/// Spec fields that upstream fills after the field manager has run on a create (the
+/// REST storage: a Service's IP families; mutating admission: a Pod's service account
+/// and priority): no manager owns them unless the request set them.
+fn storage_filled(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Service" => &["ipFamilies", "ipFamilyPolicy"],
+        "Pod" => &["serviceAccountName", "priority"],
+        "Namespace" => &["finalizers"],
+        _ => &[],
+    }
+}
+
+/// Records a create after defaulting and before the fields the REST storage fills
+/// (cluster IPs and node ports are filled later; see also [`storage_filled`]).
+fn record_create(rt: &ResourceType, obj: &mut Value, sent_spec: Option<&Value>, manager: &str) {
+    let Some(sent) = sent_spec else {
+        return record_write(rt, None, obj, manager, Sub::Main);
+    };
+    let mut view = obj.clone();
+    if let Some(spec) = view["spec"].as_object_mut() {
+        for &k in storage_filled(storage_rt(rt).kind) {
+            if sent.get(k).is_none() {
+                spec.remove(k);
+            }
+        }
+    }
+    record_write(rt, None, &mut view, manager, Sub::Main);
+    match view["metadata"].get("managedFields") {
+        Some(m) => obj["metadata"]["managedFields"] = m.clone(),
+        None => {
+            if let Some(m) = obj["metadata"].as_object_mut() {
+                m.remove("managedFields");
+            }
+        }
+    }
 }
 
 /// Fields the server fills on create: Service cluster IPs and node ports, Namespace phase.
@@ -522,6 +642,7 @@ fn update_decoded(
         m.remove("status");
     }
     invalid_unless_empty(rt, name, semantics::validate(srt, &next, Some(&current)))?;
+    record_write(rt, Some(&current), &mut next, &opts.manager, sub);
     if srt.has_generation && next["spec"] != current["spec"] {
         let g = current["metadata"]["generation"].as_i64().unwrap_or(1);
         next["metadata"]["generation"] = json!(g + 1);
@@ -721,9 +842,19 @@ fn orphan_dependents(c: &Cluster, owner_uid: &str) {
     for (storage, ns, name) in dependents_of(c, owner_uid) {
         if let Some(mut o) = c.store.get(storage, &ns, &name) {
             let rv = rv_of(&o);
+            let before = o.clone();
             if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
                 refs.retain(|r| r["uid"] != owner_uid);
             }
+            // The garbage collector runs in the controller manager.
+            let rt = resources::by_storage(storage);
+            record_write(
+                rt,
+                Some(&before),
+                &mut o,
+                "kube-controller-manager",
+                Sub::Main,
+            );
             let _ = c.store.update(storage, o, rv);
         }
     }

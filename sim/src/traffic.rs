@@ -11,7 +11,7 @@
 //! `Cluster::enable_traffic` was called; the cluster itself knows only that flag.
 
 use crate::cluster::Cluster;
-use crate::store::{name_of, ns_of, rv_of, uid_of};
+use crate::store::{name_of, ns_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -247,7 +247,14 @@ impl TrafficPlane {
                 }
                 next["metadata"]["annotations"][PROXY_ANNOTATION] = json!(addr.to_string());
                 // Guarded: a conflicting user write wins; the next pass annotates again.
-                let _ = c.store.update("services", next, rv_of(s));
+                let _ = crate::ops::controller_write(
+                    c,
+                    "services",
+                    s,
+                    next,
+                    "bluegreen-sim-traffic",
+                    crate::ops::Sub::Main,
+                );
             }
         }
     }

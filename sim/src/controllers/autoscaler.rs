@@ -10,7 +10,7 @@ use super::conditions;
 use crate::cluster::Cluster;
 use crate::ops::{self, Sub, WriteOpts};
 use crate::resources;
-use crate::store::{name_of, now_rfc3339, ns_of, rv_of};
+use crate::store::{name_of, now_rfc3339, ns_of};
 use serde_json::{Value, json};
 
 pub(super) fn reconcile(c: &Cluster, hpa: &Value) {
@@ -102,7 +102,7 @@ pub(super) fn reconcile(c: &Cluster, hpa: &Value) {
                         target_name,
                         body,
                         Sub::Scale,
-                        &WriteOpts::default(),
+                        &WriteOpts::by(super::CONTROLLER_MANAGER),
                     ) {
                         Ok(_) => {
                             status["lastScaleTime"] = json!(now_rfc3339());
@@ -162,6 +162,13 @@ pub(super) fn reconcile(c: &Cluster, hpa: &Value) {
         // Re-read: the scale write above does not touch the HPA, but a user may have.
         let mut next = hpa.clone();
         next["status"] = status;
-        let _ = c.store.update("horizontalpodautoscalers", next, rv_of(hpa));
+        let _ = ops::controller_write(
+            c,
+            "horizontalpodautoscalers",
+            hpa,
+            next,
+            super::CONTROLLER_MANAGER,
+            Sub::Status,
+        );
     }
 }

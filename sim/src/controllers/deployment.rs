@@ -8,7 +8,7 @@
 use super::events::record_event;
 use super::shared::{OwnerIndex, condition, fnv32a, int, owner_ref};
 use crate::cluster::Cluster;
-use crate::ops::{self, DeleteOpts, WriteOpts};
+use crate::ops::{self, DeleteOpts, Sub, WriteOpts};
 use crate::resources::{self, find};
 use crate::store::{name_of, now_rfc3339, ns_of, rv_of, uid_of};
 use serde_json::{Value, json};
@@ -100,7 +100,14 @@ fn write(
     if rt.has_generation && next["spec"] != based_on["spec"] {
         next["metadata"]["generation"] = json!(int(&based_on["metadata"]["generation"]) + 1);
     }
-    c.store.update(storage, next, rv_of(based_on))
+    ops::controller_write(
+        c,
+        storage,
+        based_on,
+        next,
+        super::CONTROLLER_MANAGER,
+        Sub::Main,
+    )
 }
 
 /// Scales a ReplicaSet to `to`, recording the desired/max-replicas annotations and a
@@ -273,6 +280,25 @@ pub(super) fn reconcile(
     let mut next = with_revision_of(d, new_rs);
     next["status"] = st;
     if next != *d {
+        // Upstream writes the revision annotation (Update) and the status (UpdateStatus)
+        // apart; here one write, recorded as the two.
+        let rt = resources::by_storage("deployments");
+        let mut annotated = with_revision_of(d, new_rs);
+        ops::record_write(
+            rt,
+            Some(d),
+            &mut annotated,
+            super::CONTROLLER_MANAGER,
+            Sub::Main,
+        );
+        next["metadata"] = annotated["metadata"].clone();
+        ops::record_write(
+            rt,
+            Some(&annotated),
+            &mut next,
+            super::CONTROLLER_MANAGER,
+            Sub::Status,
+        );
         let _ = c.store.update("deployments", next, rv_of(d));
     }
     wake
@@ -309,7 +335,13 @@ fn ensure_new_replicaset(
         None => {
             let rs = new_replicaset_body(d, max_revision + 1);
             let rt = find("apps", "v1", "replicasets").expect("rs");
-            match ops::create(c, rt, ns_of(d), rs, &WriteOpts::default()) {
+            match ops::create(
+                c,
+                rt,
+                ns_of(d),
+                rs,
+                &WriteOpts::by(super::CONTROLLER_MANAGER),
+            ) {
                 Ok(rs) => {
                     state.progress_at.insert(uid, now);
                     all.push(rs.clone());

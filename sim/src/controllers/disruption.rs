@@ -8,7 +8,7 @@ use super::conditions;
 use super::shared::{pod_ready, terminating};
 use crate::cluster::Cluster;
 use crate::selector::LabelSelector;
-use crate::store::{name_of, ns_of, rv_of};
+use crate::store::{name_of, ns_of};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -131,6 +131,13 @@ pub(super) fn reconcile(c: &Cluster, pdb: &Value) {
     if status != pdb["status"] {
         let mut next = pdb.clone();
         next["status"] = status;
-        let _ = c.store.update("poddisruptionbudgets", next, rv_of(pdb));
+        let _ = crate::ops::controller_write(
+            c,
+            "poddisruptionbudgets",
+            pdb,
+            next,
+            super::CONTROLLER_MANAGER,
+            crate::ops::Sub::Status,
+        );
     }
 }

@@ -6,10 +6,10 @@
 
 use super::shared::{earliest, owner_ref, pod_ready, terminating};
 use crate::cluster::Cluster;
-use crate::ops::{self, DeleteOpts, WriteOpts};
+use crate::ops::{self, DeleteOpts, Sub, WriteOpts};
 use crate::resources::find;
 use crate::selector::LabelSelector;
-use crate::store::{name_of, ns_of, rv_of, uid_of};
+use crate::store::{name_of, ns_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use tokio::time::Instant;
@@ -190,12 +190,19 @@ fn publish_slice(c: &Cluster, svc: &Value, desired: &Value) {
             let body = slice_body(
                 json!({"metadata": {"generateName": format!("{name}-"), "namespace": ns, "labels": labels, "ownerReferences": owner_ref("v1", "Service", svc)}}),
             );
-            let _ = ops::create(c, rt, ns, body, &WriteOpts::default());
+            let _ = ops::create(c, rt, ns, body, &WriteOpts::by(super::CONTROLLER_MANAGER));
         }
         Some(s) => {
             let next = slice_body(s.clone());
             if next != *s {
-                let _ = c.store.update("endpointslices", next, rv_of(s));
+                let _ = ops::controller_write(
+                    c,
+                    "endpointslices",
+                    s,
+                    next,
+                    super::CONTROLLER_MANAGER,
+                    Sub::Main,
+                );
             }
             for extra in slices.iter().skip(1) {
                 let _ = ops::delete(c, rt, ns, name_of(extra), &DeleteOpts::default());
@@ -253,7 +260,7 @@ fn publish_legacy_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
     let rt = find("", "v1", "endpoints").expect("endpoints");
     match c.store.get("endpoints", ns, name) {
         None => {
-            let _ = ops::create(c, rt, ns, ep, &WriteOpts::default());
+            let _ = ops::create(c, rt, ns, ep, &WriteOpts::by(super::CONTROLLER_MANAGER));
         }
         Some(cur) => {
             let mut next = cur.clone();
@@ -262,7 +269,14 @@ fn publish_legacy_endpoints(c: &Cluster, svc: &Value, desired: &Value) {
                 next.as_object_mut().expect("object").remove("subsets");
             }
             if next != cur {
-                let _ = c.store.update("endpoints", next, rv_of(&cur));
+                let _ = ops::controller_write(
+                    c,
+                    "endpoints",
+                    &cur,
+                    next,
+                    super::CONTROLLER_MANAGER,
+                    Sub::Main,
+                );
             }
         }
     }

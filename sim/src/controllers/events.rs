@@ -33,5 +33,11 @@ pub fn record_event(
         "reportingInstance": "",
     });
     let rt = find("", "v1", "events").expect("events resource");
-    let _ = ops::create(c, rt, ns_of(obj), ev, &WriteOpts::default());
+    // The kubelet writes as itself; every other recorder runs in the controller manager.
+    let manager = if component == "kubelet" {
+        "kubelet"
+    } else {
+        "kube-controller-manager"
+    };
+    let _ = ops::create(c, rt, ns_of(obj), ev, &WriteOpts::by(manager));
 }

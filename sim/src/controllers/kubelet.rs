@@ -10,7 +10,7 @@
 
 use super::shared::{earliest, fnv32a, terminating};
 use crate::cluster::{Cluster, Timing};
-use crate::store::{name_of, now_rfc3339, ns_of, rv_of, uid_of};
+use crate::store::{name_of, now_rfc3339, ns_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use tokio::time::Instant;
@@ -101,7 +101,8 @@ fn terminate(
         }
     }
     if next != *p {
-        let _ = c.store.update("pods", next, rv_of(p));
+        let _ =
+            crate::ops::controller_write(c, "pods", p, next, "kubelet", crate::ops::Sub::Status);
     }
     Some(gone_at)
 }
@@ -148,7 +149,8 @@ fn run(
         state.ready_since.remove(&uid);
     }
     if next != *p {
-        let _ = c.store.update("pods", next, rv_of(p));
+        let _ =
+            crate::ops::controller_write(c, "pods", p, next, "kubelet", crate::ops::Sub::Status);
     }
     let mut wake = None;
     if !time_ready {

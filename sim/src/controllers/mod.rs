@@ -19,6 +19,9 @@ mod replicaset;
 mod shared;
 
 pub use deployment::template_hash;
+
+/// The field manager of upstream's controllers (their user agent's first token).
+pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 pub use events::record_event;
 
 use crate::cluster::Cluster;

@@ -6,10 +6,10 @@
 use super::kubelet::KubeletState;
 use super::shared::{OwnerIndex, int, owner_ref, pod_ready, terminating};
 use crate::cluster::Cluster;
-use crate::ops::{self, DeleteOpts, WriteOpts};
+use crate::ops::{self, DeleteOpts, Sub, WriteOpts};
 use crate::resources::find;
 use crate::selector::LabelSelector;
-use crate::store::{name_of, ns_of, rv_of, uid_of};
+use crate::store::{name_of, ns_of, uid_of};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -33,7 +33,14 @@ pub(super) fn reconcile(
     if rs["status"] != st {
         let mut next = rs.clone();
         next["status"] = st;
-        let _ = c.store.update("replicasets", next, rv_of(rs));
+        let _ = ops::controller_write(
+            c,
+            "replicasets",
+            rs,
+            next,
+            super::CONTROLLER_MANAGER,
+            Sub::Status,
+        );
     }
 }
 
@@ -55,7 +62,8 @@ fn manage_replicas(c: &Cluster, rs: &Value, pods: &[Value]) -> Vec<(String, Stri
     let diff = active.len() as i64 - want;
     if diff < 0 {
         for _ in 0..(-diff) {
-            if let Ok(p) = ops::create(c, pod_rt, ns, pod_body(rs), &WriteOpts::default()) {
+            let by = WriteOpts::by(super::CONTROLLER_MANAGER);
+            if let Ok(p) = ops::create(c, pod_rt, ns, pod_body(rs), &by) {
                 created.push((ns.to_string(), name_of(&p).to_string()));
             }
         }

@@ -29,6 +29,7 @@ pub(super) struct ApiRequest {
     pub query: String,
     pub content_type: String,
     pub accept: String,
+    pub user_agent: String,
     pub body: Bytes,
 }
 
@@ -39,6 +40,7 @@ impl ApiRequest {
         let query = req.uri().query().unwrap_or("").to_string();
         let content_type = header(req.headers(), "content-type");
         let accept = header(req.headers(), "accept");
+        let user_agent = header(req.headers(), "user-agent");
         let body = match req.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => Bytes::new(),
@@ -49,6 +51,7 @@ impl ApiRequest {
             query,
             content_type,
             accept,
+            user_agent,
             body,
         }
     }

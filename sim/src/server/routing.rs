@@ -229,7 +229,15 @@ async fn dispatch(
         )));
     }
     let strict = q.get("fieldValidation").is_some_and(|v| v == "Strict");
-    let wopts = WriteOpts { dry_run, strict };
+    let manager = crate::managed::manager_or_user_agent(
+        q.get("fieldManager").map(String::as_str),
+        &req.user_agent,
+    );
+    let wopts = WriteOpts {
+        dry_run,
+        strict,
+        manager,
+    };
     let wants_table = req.accept.contains("as=Table");
     let include = Include::parse(q.get("includeObject").map(String::as_str));
     let parse_body = || -> ApiResult<Value> {

@@ -987,3 +987,202 @@ async fn wrongly_typed_writes_are_refused_like_upstream_and_store_nothing() {
     assert_eq!(after_dep["spec"], before_dep["spec"]);
     assert_eq!(after_dep["metadata"]["generation"], 1);
 }
+
+/// The entries of an object's managedFields, as (manager, subresource, fieldsV1).
+fn managed_entries(obj: &Value) -> Vec<(String, String, Value)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            assert_eq!(e["operation"], "Update", "{e}");
+            assert_eq!(e["fieldsType"], "FieldsV1", "{e}");
+            assert!(
+                e["time"]
+                    .as_str()
+                    .is_some_and(|t| t.len() == 20 && t.ends_with('Z')),
+                "{e}"
+            );
+            (
+                e["manager"].as_str().unwrap().to_string(),
+                e["subresource"].as_str().unwrap_or("").to_string(),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn managed_fields_record_each_manager_and_move_on_update() {
+    let (sim, client) = start().await;
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let as_json = |s: Service| serde_json::to_value(s).unwrap();
+
+    // The plugin's patch of the selector: upstream marks a Service selector atomic
+    // (`+mapType=atomic`), so the manager owns `f:spec.f:selector` as one leaf.
+    let by = |m: &str| PatchParams {
+        field_manager: Some(m.into()),
+        ..PatchParams::default()
+    };
+    let flip = json!({"spec": {"selector": {"bluegreen.io/color": "green"}}, "metadata": {"labels": {"bluegreen.io/live": "green"}}});
+    let s = as_json(
+        services
+            .patch("shop", &by("kubectl-bluegreen"), &Patch::Merge(flip))
+            .await
+            .unwrap(),
+    );
+    let owned = bluegreen_sim::managed::owned_by(&s, "kubectl-bluegreen");
+    assert!(owned.has(&["f:spec", "f:selector"]), "{s}");
+    assert!(
+        owned.has(&["f:metadata", "f:labels", "f:bluegreen.io/live"]),
+        "{s}"
+    );
+    let mine = managed_entries(&s)
+        .into_iter()
+        .find(|(m, _, _)| m == "kubectl-bluegreen")
+        .unwrap();
+    assert_eq!(
+        mine.2,
+        json!({"f:metadata": {"f:labels": {"f:bluegreen.io/live": {}}}, "f:spec": {"f:selector": {}}})
+    );
+    // The fixture loader created it and no longer owns the selector.
+    let loader = bluegreen_sim::managed::owned_by(&s, "bluegreen-sim");
+    assert!(!loader.has(&["f:spec", "f:selector"]), "{s}");
+    assert!(loader.has(&["f:spec", "f:ports"]), "{s}");
+
+    // Another manager sets the same field: ownership moves (Update never conflicts).
+    let back = json!({"spec": {"selector": {"app.kubernetes.io/name": "shop", "bluegreen.io/color": "blue"}}});
+    let s = as_json(
+        services
+            .patch("shop", &by("argocd-controller"), &Patch::Strategic(back))
+            .await
+            .unwrap(),
+    );
+    let argo = bluegreen_sim::managed::owned_by(&s, "argocd-controller");
+    let plugin = bluegreen_sim::managed::owned_by(&s, "kubectl-bluegreen");
+    assert!(argo.has(&["f:spec", "f:selector"]), "{s}");
+    assert!(!plugin.has(&["f:spec", "f:selector"]), "{s}");
+    assert!(
+        plugin.has(&["f:metadata", "f:labels", "f:bluegreen.io/live"]),
+        "{s}"
+    );
+    // Label keys are granular: another manager's label leaves this one's alone.
+    let s = as_json(
+        services
+            .patch(
+                "shop",
+                &by("argocd-controller"),
+                &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+            )
+            .await
+            .unwrap(),
+    );
+    assert!(
+        bluegreen_sim::managed::owned_by(&s, "kubectl-bluegreen").has(&[
+            "f:metadata",
+            "f:labels",
+            "f:bluegreen.io/live"
+        ])
+    );
+    // A write that changes nothing touches no entry and no resourceVersion.
+    let again = services
+        .patch(
+            "shop",
+            &by("someone-else"),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(as_json(again), s);
+
+    // A PUT without managedFields keeps the live ones; `[{}]` strips them all.
+    let mut cur = services.get("shop").await.unwrap();
+    cur.metadata.managed_fields = None;
+    cur.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("x".into(), "y".into());
+    let pp = PostParams {
+        field_manager: Some("replacer".into()),
+        ..PostParams::default()
+    };
+    let s = as_json(services.replace("shop", &pp, &cur).await.unwrap());
+    let managers: Vec<String> = managed_entries(&s).into_iter().map(|e| e.0).collect();
+    for m in [
+        "argocd-controller",
+        "bluegreen-sim",
+        "kubectl-bluegreen",
+        "replacer",
+    ] {
+        assert!(managers.contains(&m.to_string()), "{m} in {managers:?}");
+    }
+    let strip = Patch::<Value>::Json(
+        serde_json::from_value(
+            json!([{"op": "replace", "path": "/metadata/managedFields", "value": [{}]}]),
+        )
+        .unwrap(),
+    );
+    let s = as_json(services.patch("shop", &by("x"), &strip).await.unwrap());
+    assert!(s["metadata"].get("managedFields").is_none(), "{s}");
+
+    // Controllers write as upstream's: the Deployment's status and the pods' status.
+    sim.wait_converged("default").await.unwrap();
+    let d = sim.get("deployments", "default", "shop-blue").unwrap();
+    let entries = managed_entries(&d);
+    assert!(
+        entries
+            .iter()
+            .any(|(m, sub, f)| m == "kube-controller-manager"
+                && sub == "status"
+                && f["f:status"]["f:conditions"]["k:{\"type\":\"Available\"}"].is_object()),
+        "{entries:?}"
+    );
+    let rs = sim.list("replicasets", "default");
+    let rs = rs
+        .iter()
+        .find(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("shop-blue-")
+        })
+        .unwrap();
+    assert!(
+        bluegreen_sim::managed::owned_by(rs, "kube-controller-manager")
+            .has(&["f:spec", "f:replicas"])
+    );
+    let pod = sim.list("pods", "default").into_iter().find(|p| {
+        p["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("shop-blue-")
+    });
+    let p = pod.expect("a blue pod");
+    let kubelet = managed_entries(&p)
+        .into_iter()
+        .find(|(m, _, _)| m == "kubelet")
+        .expect("kubelet entry");
+    assert_eq!(kubelet.1, "status");
+    assert!(kubelet.2["f:status"]["f:phase"].is_object());
+    // The scale subresource records on the parent, as subresource `scale`.
+    let deploys: Api<Deployment> = Api::default_namespaced(client);
+    let scaled = deploys
+        .patch_scale(
+            "shop-blue",
+            &by("scaler"),
+            &Patch::Merge(json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scaled.spec.unwrap().replicas, Some(4));
+    let d = sim.get("deployments", "default", "shop-blue").unwrap();
+    assert!(
+        managed_entries(&d).iter().any(|(m, sub, f)| m == "scaler"
+            && sub == "scale"
+            && *f == json!({"f:spec": {"f:replicas": {}}})),
+        "{}",
+        d["metadata"]["managedFields"]
+    );
+}

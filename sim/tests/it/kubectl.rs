@@ -724,3 +724,146 @@ async fn config_maps_secrets_budgets_and_autoscalers_through_kubectl() {
     let out = k.run(&["get", "svc", "kubernetes"]).await;
     assert!(out.ok().contains("10.96.0.1"), "{}", out.stdout);
 }
+
+/// (manager, subresource) of each managedFields entry, and the entries' fieldsV1 by manager.
+fn managers(obj: &Value) -> Vec<(String, String)> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap_or("").to_string(),
+                e["subresource"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn fields_of<'a>(obj: &'a Value, manager: &str) -> &'a Value {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["manager"] == manager))
+        .map(|e| &e["fieldsV1"])
+        .unwrap_or_else(|| panic!("no entry for {manager}: {obj}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_fields_show_each_kubectl_command_as_on_a_cluster() {
+    let sim = Sim::start().await.unwrap();
+    let Some(k) = Kubectl::for_sim(&sim) else {
+        return;
+    };
+    let contract = k.file("contract.yaml", CONTRACT);
+    k.run(&["apply", "-f", &contract]).await.ok();
+    // kubectl strips them unless asked.
+    let plain = k.run(&["get", "svc", "shop", "-o", "yaml"]).await;
+    assert!(!plain.ok().contains("managedFields"), "{}", plain.stdout);
+    let shown = k
+        .run(&["get", "svc", "shop", "-o", "yaml", "--show-managed-fields"])
+        .await;
+    let yaml = shown.ok();
+    assert!(yaml.contains("managedFields:"), "{yaml}");
+    assert!(
+        yaml.contains("manager: kubectl-client-side-apply"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("fieldsType: FieldsV1"), "{yaml}");
+    assert!(
+        yaml.contains("k:{\"port\":80,\"protocol\":\"TCP\"}:"),
+        "{yaml}"
+    );
+
+    k.run(&[
+        "patch",
+        "svc",
+        "shop",
+        "-p",
+        r#"{"spec":{"selector":{"bluegreen.io/color":"green"}}}"#,
+    ])
+    .await
+    .ok();
+    k.run(&["label", "svc", "shop", "tier=web"]).await.ok();
+    k.run(&["annotate", "svc", "shop", "note=x"]).await.ok();
+    let svc: Value = serde_json::from_str(
+        k.run(&["get", "svc", "shop", "-o", "json", "--show-managed-fields"])
+            .await
+            .ok(),
+    )
+    .unwrap();
+    let ms = managers(&svc);
+    for m in [
+        "kubectl-client-side-apply",
+        "kubectl-patch",
+        "kubectl-label",
+        "kubectl-annotate",
+    ] {
+        assert!(ms.contains(&(m.to_string(), String::new())), "{m}: {ms:?}");
+    }
+    assert_eq!(
+        fields_of(&svc, "kubectl-patch"),
+        &serde_json::json!({"f:spec": {"f:selector": {}}})
+    );
+    assert_eq!(
+        fields_of(&svc, "kubectl-label"),
+        &serde_json::json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
+    );
+    // The selector moved from apply's entry to patch's.
+    assert!(
+        fields_of(&svc, "kubectl-client-side-apply")["f:spec"]
+            .get("f:selector")
+            .is_none()
+    );
+
+    // Deployments: create, scale (the scale subresource), set image, and the
+    // controller's status.
+    let d = k.file("d.yaml", &crate::deployment("web", 1, "web:1"));
+    k.run(&["create", "-f", &d]).await.ok();
+    k.run(&["scale", "deploy", "web", "--replicas=2"])
+        .await
+        .ok();
+    k.run(&["set", "image", "deploy/web", "web=web:2"])
+        .await
+        .ok();
+    sim.wait_converged("default").await.unwrap();
+    let dep: Value = serde_json::from_str(
+        k.run(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await
+        .ok(),
+    )
+    .unwrap();
+    let ms = managers(&dep);
+    assert!(
+        ms.contains(&("kubectl-create".into(), String::new())),
+        "{ms:?}"
+    );
+    assert!(
+        ms.contains(&("kubectl-set".into(), String::new())),
+        "{ms:?}"
+    );
+    assert!(
+        ms.contains(&("kube-controller-manager".into(), "status".into())),
+        "{ms:?}"
+    );
+    // `kubectl scale` writes the scale subresource (without a fieldManager: the user
+    // agent's `kubectl`); replicas moved there from create's entry.
+    assert!(ms.iter().any(|(_, sub)| sub == "scale"), "{ms:?}");
+    assert!(
+        fields_of(&dep, "kubectl-create")["f:spec"]
+            .get("f:replicas")
+            .is_none()
+    );
+    let image_owner =
+        &fields_of(&dep, "kubectl-set")["f:spec"]["f:template"]["f:spec"]["f:containers"];
+    assert_eq!(
+        image_owner,
+        &serde_json::json!({"k:{\"name\":\"web\"}": {"f:image": {}}})
+    );
+}
