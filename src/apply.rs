@@ -31,6 +31,10 @@ pub struct StepResult {
     pub switched: Option<String>,
 }
 
+/// The name every write of the plugin carries, so that `managedFields` show which fields
+/// it owns (and GitOps tools can be told to leave exactly those alone).
+pub const FIELD_MANAGER: &str = "kubectl-bluegreen";
+
 /// How a plan's steps ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
@@ -41,6 +45,8 @@ pub enum Applied {
 
 pub struct Applier<'a> {
     pub client: &'a kube::Client,
+    /// The API server's URL (for a lost connection during a wait).
+    pub server: &'a str,
     pub namespace: &'a str,
     /// `--dry-run=server`: every write carries `dryRun=All`.
     pub dry_run: bool,
@@ -77,6 +83,15 @@ fn conflict_or(e: kube::Error, action: String, tests_generation: bool) -> Error 
     }
 }
 
+/// An Event's name as client-go's recorder makes it (`<object>.<hex nanoseconds>`, so
+/// names sort by time), plus a per-process sequence number: two Events of one command
+/// never collide, even on a fixed clock.
+fn event_name(object: &str, now: jiff::Timestamp) -> String {
+    static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{object}.{:x}{seq:02x}", now.as_nanosecond())
+}
+
 /// What the server would store, trimmed to what the step changes.
 fn summary_of_service(s: &Service) -> Value {
     json!({"selector": s.spec.as_ref().and_then(|x| x.selector.clone()), "annotations": s.metadata.annotations})
@@ -92,9 +107,18 @@ fn summary_of_deployment(d: &Deployment) -> Value {
 }
 
 impl Applier<'_> {
+    fn at(&self) -> verify::At<'_> {
+        verify::At {
+            client: self.client,
+            server: self.server,
+            namespace: self.namespace,
+        }
+    }
+
     fn params(&self) -> PatchParams {
         PatchParams {
             dry_run: self.dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         }
     }
@@ -102,7 +126,7 @@ impl Applier<'_> {
     fn post_params(&self) -> PostParams {
         PostParams {
             dry_run: self.dry_run,
-            ..Default::default()
+            field_manager: Some(FIELD_MANAGER.into()),
         }
     }
 
@@ -199,7 +223,7 @@ impl Applier<'_> {
             } => {
                 let now = (self.now)();
                 let ev: Event = serde_json::from_value(json!({
-                    "metadata": {"generateName": format!("{service}."), "namespace": self.namespace},
+                    "metadata": {"name": event_name(service, now), "namespace": self.namespace},
                     "involvedObject": {"kind": "Service", "apiVersion": "v1", "name": service, "namespace": self.namespace, "uid": service_uid},
                     "type": event_type,
                     "reason": reason,
@@ -245,14 +269,7 @@ impl Applier<'_> {
                     self.record(step, "skipped in a dry run", None);
                     return Ok(());
                 }
-                verify::rolled_out(
-                    self.client,
-                    self.namespace,
-                    deployment,
-                    self.timeout,
-                    self.progress,
-                )
-                .await?;
+                verify::rolled_out(self.at(), deployment, self.timeout, self.progress).await?;
                 self.record(step, "done", None);
             }
             Step::WaitServing {
@@ -265,8 +282,7 @@ impl Applier<'_> {
                     return Ok(());
                 }
                 verify::serving_only(
-                    self.client,
-                    self.namespace,
+                    self.at(),
                     svcs,
                     deployment,
                     color,

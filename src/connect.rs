@@ -19,6 +19,8 @@ pub struct Connection {
     /// The authenticated user as the kubeconfig names it (history's fallback for "by").
     pub kubeconfig_user: String,
     pub request_timeout: Option<Duration>,
+    /// The API server's URL, as messages about it name it.
+    pub server: String,
 }
 
 fn load_kubeconfig(opts: &GlobalOpts) -> Result<Option<Kubeconfig>> {
@@ -124,9 +126,15 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
         .namespace
         .clone()
         .unwrap_or_else(|| config.default_namespace.clone());
+    let server = config
+        .cluster_url
+        .to_string()
+        .trim_end_matches('/')
+        .to_string();
     let client =
         kube::Client::try_from(config).map_err(|e| Error::kube("create a Kubernetes client", e))?;
     Ok(Connection {
+        server,
         client,
         namespace,
         context,

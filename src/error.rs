@@ -39,6 +39,9 @@ pub enum Error {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Other(String),
+    /// The API server stopped answering (during a wait).
+    #[error("{0}")]
+    Lost(String),
     /// Ctrl-C: what was done and how to finish.
     #[error("{0}")]
     Interrupted(String),
@@ -50,7 +53,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The API server's own message for API errors; the transport's for the rest.
-fn describe_kube(e: &kube::Error) -> String {
+pub fn describe_kube(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => s.message.clone(),
         other => other.to_string(),
@@ -83,7 +86,7 @@ impl Error {
                 409 => 5,
                 _ => 1,
             },
-            Error::Kube { .. } | Error::Io(_) | Error::Other(_) => 1,
+            Error::Kube { .. } | Error::Io(_) | Error::Other(_) | Error::Lost(_) => 1,
             Error::Interrupted(_) => 130,
             Error::Worst { code, .. } => *code,
         }
@@ -110,6 +113,7 @@ impl Error {
             Error::Kube { .. } => Reason::ApiError,
             Error::Kubeconfig(_) => Reason::KubeconfigNotFound,
             Error::Io(_) | Error::Other(_) => Reason::Internal,
+            Error::Lost(_) => Reason::ConnectionLost,
             Error::Interrupted(_) => Reason::Interrupted,
             Error::Worst { .. } => Reason::SomeFailed,
         }
@@ -132,6 +136,26 @@ impl Error {
             }
             _ => None,
         }
+    }
+
+    /// Whether the API server refused the TCP connection (nothing listens there).
+    pub fn is_connection_refused(&self) -> bool {
+        let Error::Kube { source, .. } = self else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>()
+                && io.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                return true;
+            }
+            if e.to_string().contains("Connection refused") {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
     }
 
     pub fn is_broken_pipe(&self) -> bool {
@@ -188,6 +212,7 @@ pub enum Reason {
     TimedOut,
     EndpointsNotConverged,
     ApiError,
+    ConnectionLost,
     Interrupted,
     SomeFailed,
     Internal,

@@ -152,7 +152,7 @@ pub async fn acquire(
                 },
                 spec: Some(fresh(0)),
             };
-            match api.create(&PostParams::default(), &lease).await {
+            match api.create(&post_params(), &lease).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let current = api
@@ -183,7 +183,7 @@ pub async fn acquire(
             let annotations = lease.metadata.annotations.get_or_insert_default();
             annotations.insert(INTENT_ANNOTATION.to_string(), intent.to_string());
             lease.spec = Some(fresh(spec.lease_transitions.unwrap_or(0) + 1));
-            match api.replace(&name, &PostParams::default(), &lease).await {
+            match api.replace(&name, &post_params(), &lease).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 409 => {
                     let current = api
@@ -222,11 +222,7 @@ pub async fn acquire(
                     spec.renew_time = Some(now());
                 }
                 // Guarded by the resourceVersion just read: a taker wins, we notice.
-                if api
-                    .replace(&name, &PostParams::default(), &lease)
-                    .await
-                    .is_ok()
-                {
+                if api.replace(&name, &post_params(), &lease).await.is_ok() {
                     lock(&health).renewed_at = clock();
                     wait = every;
                 }
@@ -300,14 +296,17 @@ impl LeaseGuard {
             if let Some(a) = lease.metadata.annotations.as_mut() {
                 a.remove(INTENT_ANNOTATION);
             }
-            match self
-                .api
-                .replace(&self.name, &PostParams::default(), &lease)
-                .await
-            {
+            match self.api.replace(&self.name, &post_params(), &lease).await {
                 Err(kube::Error::Api(s)) if s.code == 409 => continue,
                 _ => return,
             }
         }
+    }
+}
+
+fn post_params() -> PostParams {
+    PostParams {
+        dry_run: false,
+        field_manager: Some(crate::apply::FIELD_MANAGER.into()),
     }
 }

@@ -66,31 +66,46 @@ pub async fn run_with(request: Request, mut io: Io) -> Result<()> {
         _ => {}
     }
     let conn = connect::connect(&request.connection).await?;
+    let server = conn.server.clone();
     let mut env = Env::new(conn, io, request.verb.machine_output());
-    match request.verb {
+    let outcome = run_verb(&mut env, request.verb).await;
+    // Said the way kubectl says it: the user's first question is which server.
+    outcome.map_err(|e| {
+        if e.is_connection_refused() {
+            error::Error::Lost(format!(
+                "the connection to the server {server} was refused - did you specify the right host or port? ({e})"
+            ))
+        } else {
+            e
+        }
+    })
+}
+
+async fn run_verb(env: &mut Env, verb: Verb) -> Result<()> {
+    match verb {
         Verb::Status {
             target,
             output,
             watch,
-        } => cmd::status::run(&mut env, &target, output, watch).await,
+        } => cmd::status::run(env, &target, output, watch).await,
         Verb::List {
             all_namespaces,
             selector,
             output,
-        } => cmd::list::run(&mut env, all_namespaces, selector.as_deref(), output).await,
-        Verb::History { app, output } => cmd::history::run(&mut env, &app, output).await,
+        } => cmd::list::run(env, all_namespaces, selector.as_deref(), output).await,
+        Verb::History { app, output } => cmd::history::run(env, &app, output).await,
         Verb::Write {
             target,
             intent,
             options,
-        } => pipeline::run(&mut env, &target, &intent, &options).await,
+        } => pipeline::run(env, &target, &intent, &options).await,
         Verb::Wait {
             app,
             until,
             timeout,
-        } => cmd::wait::run(&mut env, &app, until, timeout).await,
+        } => cmd::wait::run(env, &app, until, timeout).await,
         Verb::Version { output, .. } => {
-            let Env { out, conn, .. } = &mut env;
+            let Env { out, conn, .. } = env;
             cmd::version::run(Some(conn), out, output).await
         }
         Verb::Completion { .. } | Verb::Complete { .. } => Ok(()),

@@ -65,7 +65,8 @@ async fn run_one(
     };
 
     // 1. Observe and plan: refusals come before any lock or write.
-    let first = plan::plan(intent, &observe(env).await?, &namespace, name, &actor)?;
+    let seen = observe(env).await?;
+    let first = plan::plan(intent, &seen, &namespace, name, &actor)?;
 
     // 2. A client dry run prints the plan and sends nothing.
     if options.dry_run == DryRun::Client {
@@ -77,7 +78,7 @@ async fn run_one(
 
     // 3. The Lease, so that a second operator is told who is working on the app; it
     //    records the pin, so that a re-run after a crash keeps the crashed run's target.
-    let pin = Pin::of(&first, &observe(env).await?, &namespace, name);
+    let pin = Pin::of(&first, &seen, &namespace, name);
     let lease = match options.dry_run {
         DryRun::None => {
             let me = Holder::new(&actor.user, &env.host, env.pid, env.now);
@@ -99,6 +100,7 @@ async fn run_one(
     let done: Arc<Mutex<Vec<StepResult>>> = Arc::default();
     let applier = Applier {
         client: &env.conn.client,
+        server: &env.conn.server,
         namespace: &namespace,
         dry_run: options.dry_run == DryRun::Server,
         timeout: options.timeout,
@@ -323,6 +325,36 @@ impl Pin {
         done: &Mutex<Vec<StepResult>>,
     ) -> Result<()> {
         let changed = |what: String| Err(Error::Conflict(Reason::ChangedMeanwhile, what));
+        let moves_traffic = matches!(self.action, Action::Promote | Action::Abort);
+        // Say what another hand changed, where that can be told: a re-imaged target,
+        // or a Service switched by someone else.
+        if moves_traffic && let Ok(app) = model::find_app(snap, namespace, name) {
+            if let Some(to) = &self.to
+                && let Some(slot) = app.slots.iter().find(|s| &s.color == to)
+                && slot.revision != self.to_revision
+            {
+                return changed(format!(
+                    "slot {to} ({}) was changed meanwhile (revision {} → {}): traffic is not switched to a version nobody checked",
+                    slot.deployment,
+                    self.to_revision.as_deref().unwrap_or("?"),
+                    slot.revision.as_deref().unwrap_or("?"),
+                ));
+            }
+            let ours = switched_services(done);
+            for svc in &app.services {
+                let before = self.services.get(&svc.name).cloned().flatten();
+                let moved_by_us = ours.contains(&svc.name) && svc.color == self.to;
+                if svc.color != before && !moved_by_us {
+                    return changed(format!(
+                        "Service {} was switched from {} to {} meanwhile by {}: stopped without overwriting it",
+                        svc.name,
+                        before.as_deref().unwrap_or("(none)"),
+                        svc.color.as_deref().unwrap_or("(none)"),
+                        svc.selector_manager.as_deref().unwrap_or("another client"),
+                    ));
+                }
+            }
+        }
         if plan.to != self.to {
             return changed(format!(
                 "the app changed while this {} was running: it would now go to {} instead of {}; stopped without reversing anything (`kubectl bluegreen status` shows where it stands)",
@@ -330,37 +362,6 @@ impl Pin {
                 plan.to.as_deref().unwrap_or("nothing"),
                 self.to.as_deref().unwrap_or("nothing"),
             ));
-        }
-        if !matches!(self.action, Action::Promote | Action::Abort) {
-            return Ok(());
-        }
-        let Ok(app) = model::find_app(snap, namespace, name) else {
-            return Ok(());
-        };
-        if let Some(to) = &self.to
-            && let Some(slot) = app.slots.iter().find(|s| &s.color == to)
-            && slot.revision != self.to_revision
-        {
-            return changed(format!(
-                "slot {to} ({}) was changed meanwhile (revision {} → {}): traffic is not switched to a version nobody checked",
-                slot.deployment,
-                self.to_revision.as_deref().unwrap_or("?"),
-                slot.revision.as_deref().unwrap_or("?"),
-            ));
-        }
-        let ours = switched_services(done);
-        for svc in &app.services {
-            let before = self.services.get(&svc.name).cloned().flatten();
-            let moved_by_us = ours.contains(&svc.name) && svc.color == self.to;
-            if svc.color != before && !moved_by_us {
-                return changed(format!(
-                    "Service {} was switched from {} to {} meanwhile by {}: stopped without overwriting it",
-                    svc.name,
-                    before.as_deref().unwrap_or("(none)"),
-                    svc.color.as_deref().unwrap_or("(none)"),
-                    svc.selector_manager.as_deref().unwrap_or("another client"),
-                ));
-            }
         }
         Ok(())
     }
@@ -389,6 +390,17 @@ async fn after_switch(
         Ok(snap) => model::find_app(&snap, namespace, name).ok(),
         Err(_) => None,
     };
+    // Every Service where the plan put it (active on the target, the preview Service on
+    // the other slot): the switch itself is complete, the failure came after it.
+    if let (Some(app), Some(to)) = (&state, &first.to)
+        && app.services.iter().all(|s| s.color.as_ref() == Some(to))
+        && app
+            .preview_service
+            .as_ref()
+            .is_none_or(|p| !p.exists || first.from.is_none() || p.color == first.from)
+    {
+        return cause;
+    }
     let where_ = state
         .as_ref()
         .map(|app| {
@@ -428,6 +440,7 @@ async fn after_switch(
         let progress = Progress::new(false, true);
         let applier = Applier {
             client: &env.conn.client,
+            server: &env.conn.server,
             namespace,
             dry_run: false,
             timeout: std::time::Duration::from_secs(5),

@@ -103,12 +103,12 @@ fn progress_line(d: &Deployment) -> String {
 /// Waits until `deployment` is rolled out (exit 6 on timeout, 4 on a failure that waiting
 /// cannot fix).
 pub async fn rolled_out(
-    client: &kube::Client,
-    ns: &str,
+    at: At<'_>,
     deployment: &str,
     timeout: Duration,
     progress: &Progress,
 ) -> Result<()> {
+    let (client, server, ns) = (at.client, at.server, at.namespace);
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let selector = pod_selector(client, ns, deployment).await?;
     let (d_reader, d_writer) = reflector::store::<Deployment>();
@@ -118,14 +118,14 @@ pub async fn rolled_out(
     let events = stream::select(
         reflector::reflector(d_writer, watcher(deploys, dcfg))
             .default_backoff()
-            .map(|_| ())
+            .map(outcome)
             .boxed(),
         reflector::reflector(
             p_writer,
             watcher(Api::<Pod>::namespaced(client.clone(), ns), pcfg),
         )
         .default_backoff()
-        .map(|_| ())
+        .map(outcome)
         .boxed(),
     );
     let check = || -> Option<Result<()>> {
@@ -137,7 +137,7 @@ pub async fn rolled_out(
         rollout_failure(&d, &p_reader.state())
             .map(|f| Err(Error::Precondition(Reason::PreviewCannotStart, f)))
     };
-    let waited = until(events, &d_reader, &p_reader, check, timeout).await;
+    let waited = until(events, &d_reader, &p_reader, check, timeout, server).await;
     match waited {
         Some(r) => r,
         None => Err(Error::Timeout(format!(
@@ -152,16 +152,41 @@ pub async fn rolled_out(
     }
 }
 
-/// Drives the watch streams until `check` decides, the stores being ready first.
+/// Where a wait watches: the client, the API server's URL (named when the connection is
+/// lost) and the namespace.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub client: &'a kube::Client,
+    pub server: &'a str,
+    pub namespace: &'a str,
+}
+
+/// How long watches may fail in a row before the wait reports a lost connection.
+const LOST_AFTER: Duration = Duration::from_secs(8);
+
+/// A watch event, or why the watch failed (the reflector retries with a backoff).
+fn outcome<T>(e: std::result::Result<T, watcher::Error>) -> std::result::Result<(), String> {
+    e.map(|_| ()).map_err(|e| match e {
+        watcher::Error::InitialListFailed(k)
+        | watcher::Error::WatchStartFailed(k)
+        | watcher::Error::WatchFailed(k) => crate::error::describe_kube(&k),
+        other => other.to_string(),
+    })
+}
+
+/// Drives the watch streams until `check` decides, the stores being ready first. Watches
+/// that fail for `LOST_AFTER` in a row end the wait as a lost connection to `server`,
+/// rather than as a time-out much later.
 async fn until<S, A, B>(
     events: S,
     a: &Store<A>,
     b: &Store<B>,
     mut check: impl FnMut() -> Option<Result<()>>,
     timeout: Duration,
+    server: &str,
 ) -> Option<Result<()>>
 where
-    S: futures::Stream<Item = ()>,
+    S: futures::Stream<Item = std::result::Result<(), String>>,
     A: kube::Resource + Clone + 'static,
     A::DynamicType: std::hash::Hash + Eq + Clone,
     B: kube::Resource + Clone + 'static,
@@ -174,20 +199,37 @@ where
         };
         tokio::pin!(ready);
         let mut is_ready = false;
+        let mut failing: Option<(tokio::time::Instant, String)> = None;
+        let lost = |why: &str| {
+            Some(Err(Error::Lost(format!(
+                "lost the connection to the server {server} while waiting: {why}"
+            ))))
+        };
         loop {
-            if !is_ready {
-                tokio::select! {
-                    _ = &mut ready => { is_ready = true; }
-                    e = events.next() => { e?; }
-                }
-                if !is_ready {
-                    continue;
-                }
-            }
-            if let Some(r) = check() {
+            if is_ready && let Some(r) = check() {
                 return Some(r);
             }
-            events.next().await?;
+            let give_up = failing
+                .as_ref()
+                .map(|(since, _)| *since + LOST_AFTER)
+                .unwrap_or_else(|| tokio::time::Instant::now() + timeout);
+            tokio::select! {
+                _ = &mut ready, if !is_ready => { is_ready = true; }
+                e = events.next() => match e? {
+                    Ok(()) => failing = None,
+                    Err(why) => {
+                        tracing::debug!(%why, "watch failed; retrying");
+                        if failing.is_none() {
+                            failing = Some((tokio::time::Instant::now(), why));
+                        } else if let Some((_, last)) = failing.as_mut() {
+                            *last = why;
+                        }
+                    }
+                },
+                _ = tokio::time::sleep_until(give_up), if failing.is_some() => {
+                    return lost(failing.as_ref().map(|(_, w)| w.as_str()).unwrap_or(""));
+                }
+            }
         }
     };
     tokio::time::timeout(timeout, work).await.ok().flatten()
@@ -230,14 +272,14 @@ fn endpoint_split(
 /// Waits until every Service's ready endpoints are pods of `deployment` only, and at
 /// least one (exit 7 on timeout, naming what is still served).
 pub async fn serving_only(
-    client: &kube::Client,
-    ns: &str,
+    at: At<'_>,
     services: &[String],
     deployment: &str,
     color: &str,
     timeout: Duration,
     progress: &Progress,
 ) -> Result<()> {
+    let (client, server, ns) = (at.client, at.server, at.namespace);
     let selector = pod_selector(client, ns, deployment).await?;
     let (s_reader, s_writer) = reflector::store::<EndpointSlice>();
     let (r_reader, r_writer) = reflector::store::<ReplicaSet>();
@@ -252,14 +294,14 @@ pub async fn serving_only(
             watcher(Api::<EndpointSlice>::namespaced(client.clone(), ns), scfg),
         )
         .default_backoff()
-        .map(|_| ())
+        .map(outcome)
         .boxed(),
         reflector::reflector(
             r_writer,
             watcher(Api::<ReplicaSet>::namespaced(client.clone(), ns), rcfg),
         )
         .default_backoff()
-        .map(|_| ())
+        .map(outcome)
         .boxed(),
     );
     let describe =
@@ -293,7 +335,7 @@ pub async fn serving_only(
         progress.update(&line);
         done.then_some(Ok(()))
     };
-    match until(events, &s_reader, &r_reader, check, timeout).await {
+    match until(events, &s_reader, &r_reader, check, timeout, server).await {
         Some(r) => r,
         None => {
             let (_, line) = describe(&s_reader.state(), &slot_rs(&r_reader));

@@ -27,6 +27,11 @@ pub async fn run(
     )
     .await?;
     let app = model::find_app(&snap, &ns, app)?;
+    let at = verify::At {
+        client: &client,
+        server: &env.conn.server,
+        namespace: &ns,
+    };
     let work = async {
         if until == WaitFor::PreviewReady {
             let preview = app.slot(Role::Preview).ok_or_else(|| {
@@ -45,12 +50,12 @@ pub async fn run(
                     ),
                 ));
             }
-            verify::rolled_out(&client, &ns, &preview.deployment, left(), &progress).await?;
+            verify::rolled_out(at, &preview.deployment, left(), &progress).await?;
         }
         if until == WaitFor::Converged {
             // Nothing in flight: every slot rolled out at its latest generation.
             for slot in &app.slots {
-                verify::rolled_out(&client, &ns, &slot.deployment, left(), &progress).await?;
+                verify::rolled_out(at, &slot.deployment, left(), &progress).await?;
             }
         }
         if matches!(until, WaitFor::Switched | WaitFor::Converged) {
@@ -65,8 +70,7 @@ pub async fn run(
             })?;
             let services: Vec<String> = app.services.iter().map(|s| s.name.clone()).collect();
             verify::serving_only(
-                &client,
-                &ns,
+                at,
                 &services,
                 &live.deployment,
                 &live.color,

@@ -111,6 +111,19 @@ pub fn summary(plan: &Plan, dry_run: DryRun, results: &[StepResult]) -> String {
         }
         return out;
     }
+    if plan.action == Action::Abort && plan.to.is_none() {
+        let slot = plan.from.as_deref().unwrap_or("?");
+        return match plan.outcome {
+            Outcome::Finish => format!(
+                "the preview slot {slot} of {} was already stopped; traffic did not move\n",
+                plan.app
+            ),
+            Outcome::Change => format!(
+                "stopped the preview slot {slot} of {}; traffic did not move\n",
+                plan.app
+            ),
+        };
+    }
     let verb = match (plan.action, plan.outcome) {
         (a, Outcome::Finish) => format!(
             "{a} of {} was already done; finished the remaining steps",

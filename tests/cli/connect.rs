@@ -241,5 +241,10 @@ async fn an_unreachable_api_server_is_one_line() {
         .await;
     assert_eq!(out.code, 1, "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
-    assert!(out.stderr.starts_with("error: failed to list "), "{out:?}");
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: the connection to the server https://127.0.0.1:{port} was refused - did you specify the right host or port?"
+        )),
+        "{out:?}"
+    );
 }

@@ -8,12 +8,13 @@
 
 pub mod adopt;
 mod connect;
+mod findings;
 mod golden;
 mod krew;
 mod plugin;
 mod traffic;
 mod verbs;
-mod write;
+pub mod write;
 
 use bluegreen_sim::Sim;
 use std::io::Write;

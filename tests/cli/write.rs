@@ -7,7 +7,7 @@ use bluegreen_sim::{Fault, FaultAction, LogEntry, Timing};
 use serde_json::Value;
 use std::time::Duration;
 
-fn writes(log: &[LogEntry]) -> Vec<String> {
+pub fn writes(log: &[LogEntry]) -> Vec<String> {
     log.iter()
         .filter(|e| {
             matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE")
@@ -18,7 +18,7 @@ fn writes(log: &[LogEntry]) -> Vec<String> {
 }
 
 /// Writes to user objects (the app's Lease excluded).
-fn app_writes(log: &[LogEntry]) -> Vec<String> {
+pub fn app_writes(log: &[LogEntry]) -> Vec<String> {
     writes(log)
         .into_iter()
         .filter(|w| !w.contains("/leases"))
@@ -26,25 +26,25 @@ fn app_writes(log: &[LogEntry]) -> Vec<String> {
 }
 
 #[track_caller]
-fn ok(out: &Out) -> &str {
+pub fn ok(out: &Out) -> &str {
     assert_eq!(out.code, 0, "{out:?}");
     &out.stdout
 }
 
-fn selector_color(world: &World, svc: &str, key: &str) -> String {
+pub fn selector_color(world: &World, svc: &str, key: &str) -> String {
     world.sim.get("services", "default", svc).unwrap()["spec"]["selector"][key]
         .as_str()
         .unwrap_or("")
         .to_string()
 }
 
-fn replicas(world: &World, d: &str) -> i64 {
+pub fn replicas(world: &World, d: &str) -> i64 {
     world.sim.get("deployments", "default", d).unwrap()["spec"]["replicas"]
         .as_i64()
         .unwrap()
 }
 
-fn image(world: &World, d: &str) -> String {
+pub fn image(world: &World, d: &str) -> String {
     world.sim.get("deployments", "default", d).unwrap()["spec"]["template"]["spec"]["containers"][0]
         ["image"]
         .as_str()
@@ -52,7 +52,7 @@ fn image(world: &World, d: &str) -> String {
         .to_string()
 }
 
-fn history(world: &World, svc: &str) -> Vec<Value> {
+pub fn history(world: &World, svc: &str) -> Vec<Value> {
     let s = world.sim.get("services", "default", svc).unwrap();
     s["metadata"]["annotations"]["bluegreen.io/history"]
         .as_str()
@@ -60,7 +60,7 @@ fn history(world: &World, svc: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-async fn realistic(world: &World) {
+pub async fn realistic(world: &World) {
     world.sim.cluster().set_timing(Timing {
         pod_ready_after: Duration::from_millis(300),
         endpoint_delay: Duration::from_millis(300),
@@ -740,7 +740,7 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
 
 /// Starts `args`, SIGKILLs it once the sim has completed `k` writes to the app's objects,
 /// and returns whether it was killed (false: it finished first).
-async fn kill_after_writes(world: &World, args: &[&str], k: usize) -> bool {
+pub async fn kill_after_writes(world: &World, args: &[&str], k: usize) -> bool {
     let c = world.sim.cluster();
     c.clear_request_log();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
