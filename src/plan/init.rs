@@ -147,6 +147,7 @@ pub fn init(
         ));
     }
     let live_color = live.clone().unwrap_or_else(|| "blue".into());
+    plan.to = Some(live_color.clone());
     let live_deployment = slot(&live_color)
         .map(name_of)
         .unwrap_or_else(|| blue_name.clone());
@@ -197,11 +198,68 @@ pub fn init(
         deployment: live_deployment,
         color: live_color.clone(),
     });
-    let other = if live_color == "blue" {
-        "green"
-    } else {
-        "blue"
+    // The other slot: the one Deployment of another color if there is one (an existing
+    // `version: v1|v2` setup is adopted in place), else blue ↔ green.
+    let others: Vec<String> = in_ns()
+        .filter(matches_base)
+        .filter_map(|d| labels_of(d).get(&key).cloned())
+        .filter(|c| *c != live_color)
+        .collect();
+    if others.len() > 1 {
+        return Err(Error::Precondition(
+            Reason::TooManySlots,
+            format!(
+                "Service {service} selects {key}={live_color} and {} other Deployments carry {key} ({}): a blue/green app has exactly two slots; remove or relabel the extra ones",
+                others.len(),
+                others.join(", ")
+            ),
+        ));
+    }
+    let other: String = match others.first() {
+        Some(c) => c.clone(),
+        None => match live_color.as_str() {
+            "blue" => "green".into(),
+            "green" => "blue".into(),
+            _ => {
+                return Err(Error::Precondition(
+                    Reason::NothingToAdopt,
+                    format!(
+                        "Service {service} selects {key}={live_color} and no second slot exists: create it with `kubectl bluegreen set-image {service} '*=IMAGE' --color COLOR` once the app is adopted, or deploy it yourself"
+                    ),
+                ));
+            }
+        },
     };
+    let other = other.as_str();
+    // Adopting in place: only the Service learns which key is the color.
+    if adopted
+        && key != model::DEFAULT_COLOR_LABEL
+        && annotations.get(model::COLOR_LABEL_ANNOTATION) != Some(&key)
+    {
+        let history = vec![HistoryEntry {
+            action: Action::Init,
+            from: String::new(),
+            to: live_color.clone(),
+            images: vec![],
+            at: actor.now.clone(),
+            by: actor.user.clone(),
+            from_revision: None,
+            to_revision: None,
+        }];
+        let history = serde_json::to_string(&history).map_err(|e| Error::Other(e.to_string()))?;
+        plan.outcome = Outcome::Change;
+        plan.steps.insert(
+            0,
+            Step::PatchService {
+                service: service.to_string(),
+                patch: json!({"metadata": {"resourceVersion": svc.metadata.resource_version, "annotations": {
+                    model::COLOR_LABEL_ANNOTATION: key,
+                    model::HISTORY_ANNOTATION: history,
+                }}}),
+                why: format!("adopt in place: {key} is the color label (the selector is unchanged)"),
+            },
+        );
+    }
     if slot(other).is_none()
         && let Some(source) = original_json
             .clone()
@@ -447,6 +505,50 @@ mod tests {
         assert!(
             err.to_string().contains("no such Deployment exists"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn a_version_label_setup_is_adopted_in_place() {
+        let slot = |v: &str, replicas: i32| {
+            format!(
+                "---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: demo-{v}, generation: 1}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: demo, version: {v}}}}}\n  template:\n    metadata: {{labels: {{app: demo, version: {v}}}}}\n    spec: {{containers: [{{name: demo, image: demo:{v}}}]}}\n"
+            )
+        };
+        let service = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: demo, version: v1}\n";
+        let req = InitRequest {
+            color_label: Some("version".into()),
+        };
+        let yaml = format!("{service}{}{}", slot("v1", 3), slot("v2", 3));
+        let plan = plan_of(&yaml, &req).unwrap();
+        assert_eq!(
+            kinds(&plan),
+            ["patch svc/web", "wait serving demo-v1"],
+            "no third Deployment, nothing scaled: only the annotation"
+        );
+        let Step::PatchService { patch, .. } = &plan.steps[0] else {
+            panic!()
+        };
+        assert_eq!(
+            patch["metadata"]["annotations"][model::COLOR_LABEL_ANNOTATION],
+            "version"
+        );
+        assert!(patch["spec"].is_null(), "the selector is left as it is");
+
+        // One slot of a non-blue/green color: nothing to name the other after.
+        let err = plan_of(&format!("{service}{}", slot("v1", 3)), &req).unwrap_err();
+        assert_eq!(err.reason(), Reason::NothingToAdopt);
+        assert!(err.to_string().contains("--color"), "{err}");
+        // Three: refused.
+        let three = format!(
+            "{service}{}{}{}",
+            slot("v1", 3),
+            slot("v2", 0),
+            slot("v3", 0)
+        );
+        assert_eq!(
+            plan_of(&three, &req).unwrap_err().reason(),
+            Reason::TooManySlots
         );
     }
 }
