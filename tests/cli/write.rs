@@ -1,6 +1,7 @@
-//! The write side against the sim, through the real binary: the release cycle on both
-//! fixtures, refusals that write nothing, each safety rule of the design (§4), the Lease,
-//! crashes and faults.
+//! The write side against the sim: the release cycle on both fixtures, refusals that
+//! write nothing, each safety rule of the design (§4), the Lease, crashes and faults.
+//! Verbs run in-process (`World::bluegreen`) where one process is enough; the real binary
+//! where a test needs kubectl's plugin dispatch, several processes, a kill or Ctrl-C.
 
 use crate::{CONTRACT, Out, VERSION_LABEL, World, kubectl};
 use bluegreen_sim::{Fault, FaultAction, LogEntry, Timing};
@@ -192,28 +193,28 @@ async fn the_release_cycle_on_the_version_label_app_unchanged() {
     let world = World::new(&[VERSION_LABEL]).await;
     realistic(&world).await;
     ok(&world
-        .plugin(&["set-image", "demo-service", "demo=bebullish/demo:v3"])
+        .bluegreen(&["set-image", "demo-service", "demo=bebullish/demo:v3"])
         .await);
     assert_eq!(image(&world, "demo-dp-v2"), "bebullish/demo:v3");
     assert_eq!(
-        ok(&world.plugin(&["promote", "demo-service"]).await),
+        ok(&world.bluegreen(&["promote", "demo-service"]).await),
         "promoted demo-service: v1 → v2\n"
     );
     assert_eq!(selector_color(&world, "demo-service", "version"), "v2");
     assert_eq!(
-        ok(&world.plugin(&["abort", "demo-service"]).await),
+        ok(&world.bluegreen(&["abort", "demo-service"]).await),
         "aborted demo-service: v2 → v1\n"
     );
     assert_eq!(replicas(&world, "demo-dp-v2"), 0);
     // Promoting the aborted version again needs --to; the scaled-down slot must come back first.
-    let out = world.plugin(&["promote", "demo-service"]).await;
+    let out = world.bluegreen(&["promote", "demo-service"]).await;
     assert_eq!(out.code, 4, "{out:?}");
     ok(&world
-        .plugin(&["set-image", "demo-service", "demo=bebullish/demo:v4"])
+        .bluegreen(&["set-image", "demo-service", "demo=bebullish/demo:v4"])
         .await);
     assert_eq!(
         ok(&world
-            .plugin(&["promote", "demo-service", "--scale-down-old=0s"])
+            .bluegreen(&["promote", "demo-service", "--scale-down-old=0s"])
             .await),
         "promoted demo-service: v1 → v2\n"
     );
@@ -253,7 +254,7 @@ async fn refusals_write_nothing() {
     ];
     for (args, code, message) in cases {
         c.clear_request_log();
-        let out = world.plugin(&args).await;
+        let out = world.bluegreen(&args).await;
         assert_eq!(out.code, code, "{args:?}: {out:?}");
         assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
         assert!(out.stderr.contains(message), "{args:?}: {out:?}");
@@ -265,7 +266,7 @@ async fn refusals_write_nothing() {
     }
     // Malformed input is refused before any request at all.
     c.clear_request_log();
-    assert_eq!(world.plugin(&["set-image", "shop", "=x"]).await.code, 2);
+    assert_eq!(world.bluegreen(&["set-image", "shop", "=x"]).await.code, 2);
     assert!(c.request_log().is_empty());
     // A third slot: refused, nothing written.
     let third = CONTRACT
@@ -276,7 +277,7 @@ async fn refusals_write_nothing() {
         .replace("color: green", "color: red");
     world.sim.apply_yaml("default", &third).unwrap();
     c.clear_request_log();
-    let out = world.plugin(&["set-image", "shop", "web=x:2"]).await;
+    let out = world.bluegreen(&["set-image", "shop", "web=x:2"]).await;
     assert_eq!(out.code, 4, "{out:?}");
     assert!(out.stderr.contains("3 slots"), "{out:?}");
     assert!(writes(&c.request_log()).is_empty());
@@ -293,7 +294,7 @@ async fn set_image_never_touches_the_live_slot_and_reports_pods_that_cannot_star
         .get("deployments", "default", "shop-blue")
         .unwrap();
     let out = world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:crashloop",
@@ -316,7 +317,7 @@ async fn set_image_never_touches_the_live_slot_and_reports_pods_that_cannot_star
         blue_before["spec"]
     );
     let out = world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:pullfail",
@@ -330,7 +331,7 @@ async fn set_image_never_touches_the_live_slot_and_reports_pods_that_cannot_star
     );
     // A timeout is exit 6.
     let out = world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:neverready",
@@ -346,7 +347,7 @@ async fn set_image_never_touches_the_live_slot_and_reports_pods_that_cannot_star
         .join("\n---\n")])
     .await;
     ok(&world
-        .plugin(&["set-image", "shop", "*=registry.example.com/shop/web:2.0"])
+        .bluegreen(&["set-image", "shop", "*=registry.example.com/shop/web:2.0"])
         .await);
     let green = world
         .sim
@@ -376,7 +377,7 @@ async fn set_image_never_touches_the_live_slot_and_reports_pods_that_cannot_star
 async fn the_old_slot_is_scaled_down_only_after_endpoints_moved() {
     let world = World::new(&[CONTRACT]).await;
     ok(&world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:1.5.0",
@@ -535,7 +536,7 @@ async fn eight_concurrent_promotes_switch_exactly_once() {
 async fn dry_runs_change_nothing() {
     let world = World::new(&[CONTRACT]).await;
     ok(&world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:1.5.0",
@@ -558,7 +559,7 @@ async fn dry_runs_change_nothing() {
     };
     let before = snapshot(&world);
     world.sim.cluster().clear_request_log();
-    let out = world.plugin(&["promote", "shop", "--dry-run=client"]).await;
+    let out = world.bluegreen(&["promote", "shop", "--dry-run=client"]).await;
     let text = ok(&out);
     assert!(
         text.starts_with(
@@ -568,24 +569,24 @@ async fn dry_runs_change_nothing() {
     );
     assert!(text.contains("  1. patch service/shop: switch traffic: select bluegreen.io/color=green\n     {\"metadata\":"), "{text}");
     let out = world
-        .plugin(&["promote", "shop", "--dry-run=client", "-o", "json"])
+        .bluegreen(&["promote", "shop", "--dry-run=client", "-o", "json"])
         .await;
     let plan: Value = serde_json::from_str(ok(&out)).unwrap();
     assert_eq!(
         (plan["kind"].as_str(), plan["steps"][0]["step"].as_str()),
         (Some("Plan"), Some("patchService"))
     );
-    let out = world.plugin(&["promote", "shop", "--dry-run=server"]).await;
+    let out = world.bluegreen(&["promote", "shop", "--dry-run=server"]).await;
     let text = ok(&out);
     assert!(
         text.contains("server dry run: nothing was changed"),
         "{text}"
     );
     assert!(text.contains("would store: {\"annotations\""), "{text}");
-    let out = world.plugin(&["abort", "shop", "--dry-run=server"]).await;
+    let out = world.bluegreen(&["abort", "shop", "--dry-run=server"]).await;
     ok(&out);
     let out = world
-        .plugin(&["set-image", "shop", "web=x:9", "--dry-run=server"])
+        .bluegreen(&["set-image", "shop", "web=x:9", "--dry-run=server"])
         .await;
     ok(&out);
     let dry_writes: Vec<LogEntry> = world
@@ -607,7 +608,7 @@ async fn wait_reaches_times_out_or_gives_up() {
     let world = World::new(&[CONTRACT]).await;
     realistic(&world).await;
     ok(&world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:1.5.0",
@@ -616,16 +617,16 @@ async fn wait_reaches_times_out_or_gives_up() {
         .await);
     assert_eq!(
         ok(&world
-            .plugin(&["wait", "shop", "--for=preview-ready", "--timeout=30s"])
+            .bluegreen(&["wait", "shop", "--for=preview-ready", "--timeout=30s"])
             .await),
         "shop: preview-ready reached\n"
     );
     assert_eq!(
-        ok(&world.plugin(&["wait", "shop", "--for=switched"]).await),
+        ok(&world.bluegreen(&["wait", "shop", "--for=switched"]).await),
         "shop: switched reached\n"
     );
     ok(&world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:crashloop",
@@ -633,11 +634,11 @@ async fn wait_reaches_times_out_or_gives_up() {
         ])
         .await);
     let out = world
-        .plugin(&["wait", "shop", "--for=converged", "--timeout=30s"])
+        .bluegreen(&["wait", "shop", "--for=converged", "--timeout=30s"])
         .await;
     assert_eq!(out.code, 4, "unreachable: {out:?}");
     ok(&world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:neverready",
@@ -645,7 +646,7 @@ async fn wait_reaches_times_out_or_gives_up() {
         ])
         .await);
     let out = world
-        .plugin(&["wait", "shop", "--for=preview-ready", "--timeout=1s"])
+        .bluegreen(&["wait", "shop", "--for=preview-ready", "--timeout=1s"])
         .await;
     assert_eq!(out.code, 6, "timed out: {out:?}");
 }
@@ -654,7 +655,7 @@ async fn wait_reaches_times_out_or_gives_up() {
 async fn injected_faults_end_correct_or_cleanly_failed() {
     let world = World::new(&[CONTRACT]).await;
     ok(&world
-        .plugin(&[
+        .bluegreen(&[
             "set-image",
             "shop",
             "web=registry.example.com/shop/web:1.5.0",
@@ -678,14 +679,14 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
         close_after: None,
     });
     assert_eq!(
-        ok(&world.plugin(&["promote", "shop"]).await),
+        ok(&world.bluegreen(&["promote", "shop"]).await),
         "promoted shop: blue → green\n"
     );
     assert_eq!(history(&world, "shop").len(), 1);
     c.clear_faults();
     // 403 on the switch: one line naming verb and resource, nothing half-done.
     c.add_fault(Fault::new("patch", "services", FaultAction::Forbidden));
-    let out = world.plugin(&["abort", "shop"]).await;
+    let out = world.bluegreen(&["abort", "shop"]).await;
     assert_eq!(out.code, 4, "{out:?}");
     assert!(
         out.stderr.contains("cannot patch resource \"services\""),
@@ -703,7 +704,7 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
             .named("shop-preview")
             .times(1),
     );
-    let out = world.plugin(&["abort", "shop"]).await;
+    let out = world.bluegreen(&["abort", "shop"]).await;
     assert_eq!(out.code, 8, "{out:?}");
     let errors: Vec<&str> = out
         .stderr
@@ -728,7 +729,7 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
         "the switch itself happened"
     );
     assert_eq!(
-        ok(&world.plugin(&["abort", "shop"]).await),
+        ok(&world.bluegreen(&["abort", "shop"]).await),
         "abort of shop was already done; finished the remaining steps: green → blue\n"
     );
     assert_eq!(
