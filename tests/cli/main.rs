@@ -11,6 +11,7 @@ mod connect;
 mod golden;
 mod krew;
 mod plugin;
+mod safety;
 mod traffic;
 mod verbs;
 mod write;
