@@ -591,6 +591,10 @@ struct Trial<'a> {
     /// (start, end, label) of every step that ran a plugin command.
     windows: Vec<(Instant, Instant, String)>,
     version: u32,
+    /// A good image was rolled out on the preview since the last switch.
+    staged: bool,
+    /// The last switch was a promote (an abort has something to do).
+    promoted: bool,
 }
 
 impl Trial<'_> {
@@ -602,10 +606,21 @@ impl Trial<'_> {
         self.shared.lock().unwrap().violate(kind, msg);
     }
 
+    /// A command, mostly one that makes sense next (promote after a set-image, abort or
+    /// set-image after a promote), sometimes any.
     fn command(&mut self) -> Vec<String> {
         let app = self.app.name.to_string();
         let s = |x: &str| x.to_string();
-        match self.rng.below(100) {
+        let roll = if self.rng.percent(30) {
+            self.rng.below(100)
+        } else if self.staged {
+            self.rng.range(36, 99)
+        } else if self.promoted {
+            *self.rng.pick(&[0, 10, 20, 30, 72, 80, 90, 99])
+        } else {
+            self.rng.range(0, 35)
+        };
+        match roll {
             0..=27 => {
                 self.version += 1;
                 vec![
@@ -939,14 +954,23 @@ impl Trial<'_> {
                 None => {
                     self.report.kills += 1;
                     self.report.commands += 1;
+                    // A killed run that already changed the app must be finished by the
+                    // re-run (exit 0, or 6 when its wait cannot end); one that changed
+                    // nothing may get a documented refusal.
+                    let wrote = c
+                        .request_log()
+                        .iter()
+                        .any(|e| is_write(e) && e.code < 300 && !e.path.contains("/leases"));
                     let (code, err) = self.run(&cmd).await;
                     self.record_exit(&cmd, code, &err);
-                    if !RERUN_OK.contains(&code) {
+                    let allowed: &[i32] = if wrote { &[0, 6] } else { &RERUN_OK };
+                    if !allowed.contains(&code) {
                         self.violate(
                             "rerun",
                             format!(
-                                "re-run of `{}` after a SIGKILL at write {k} exited {code}: {err}",
-                                label(&cmd)
+                                "re-run of `{}` after a SIGKILL at write {k} (it had {}changed the app) exited {code}: {err}",
+                                label(&cmd),
+                                if wrote { "" } else { "not " }
                             ),
                         );
                     }
@@ -971,10 +995,15 @@ impl Trial<'_> {
                 let run = tokio::spawn(self.run(&cmd));
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 let seq = c.next_request_seq();
-                if let Some((e, target, what)) = self.operator(&edit) {
-                    self.report.operator_edits += 1;
-                    operator_switched = matches!(e, Edit::Switch);
-                    operator_effect = Some((e, target, seq, what));
+                match self.operator(&edit) {
+                    Some((e, target, what)) => {
+                        self.report.operator_edits += 1;
+                        operator_switched = matches!(e, Edit::Switch);
+                        operator_effect = Some((e, target, seq, what));
+                    }
+                    None => {
+                        operator_effect = Some((edit, String::new(), seq, "nothing to do".into()))
+                    }
                 }
                 let (code, err) = run.await.unwrap();
                 self.record_exit(&cmd, code, &err);
@@ -1069,6 +1098,28 @@ impl Trial<'_> {
             );
         }
         let resolver = matches!(cmd[0].as_str(), "promote" | "abort");
+        // A promote or abort that switched a Service and exits 0 records an Event.
+        let changed_app = switches.iter().any(|(_, _, _, ok)| *ok);
+        let event = log
+            .iter()
+            .any(|e| e.method == "POST" && e.path.ends_with("/events") && e.code < 300);
+        if resolver && check_reversal && final_code == 0 && changed_app && !event {
+            self.violate(
+                "no-event",
+                format!(
+                    "`{}` switched a Service and exited 0 without recording an Event",
+                    label(&cmd)
+                ),
+            );
+        }
+        if final_code == 0 {
+            match cmd[0].as_str() {
+                "set-image" => self.staged = !cmd[2].contains(":2.0-"),
+                "promote" => (self.staged, self.promoted) = (false, true),
+                "abort" => (self.staged, self.promoted) = (false, false),
+                _ => {}
+            }
+        }
         if !after.agree() && !operator_switched {
             if final_code == 0 && (before.agree() || resolver) {
                 self.violate(
@@ -1139,6 +1190,8 @@ async fn trial(seed: u64) -> Report {
         },
         windows: Vec::new(),
         version: 0,
+        staged: false,
+        promoted: false,
     };
     let steps = t.rng.range(4, 8) as usize;
     for n in 1..=steps {
