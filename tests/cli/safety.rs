@@ -199,11 +199,68 @@ impl Snap {
     }
 }
 
+/// The store's objects the invariants look at.
+const WATCHED: [&str; 4] = ["services", "deployments", "pods", "endpointslices"];
+
 fn snap(c: &Cluster, app: &App) -> Snap {
-    let services = c.store.list("services", Some("default")).0;
-    let deployments = c.store.list("deployments", Some("default")).0;
-    let pods = c.store.list("pods", Some("default")).0;
-    let slices = c.store.list("endpointslices", Some("default")).0;
+    let lists: Vec<Vec<Value>> = WATCHED
+        .iter()
+        .map(|s| c.store.list(s, Some("default")).0)
+        .collect();
+    let refs = |i: usize| lists[i].iter().collect::<Vec<_>>();
+    snap_of(&refs(0), &refs(1), &refs(2), &refs(3), app)
+}
+
+/// The cluster as the observer's replay of the change feed has it, object by object.
+#[derive(Default)]
+struct Model(BTreeMap<(&'static str, String), Value>);
+
+impl Model {
+    /// Applies one change; false when it is about nothing the invariants look at.
+    fn apply(&mut self, ch: &bluegreen_sim::store::Change) -> bool {
+        if !WATCHED.contains(&ch.storage)
+            || ch.object["metadata"]["namespace"].as_str() != Some("default")
+        {
+            return false;
+        }
+        let key = (
+            ch.storage,
+            ch.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+        match ch.event {
+            bluegreen_sim::store::EventType::Deleted => self.0.remove(&key),
+            _ => self.0.insert(key, ch.object.clone()),
+        };
+        true
+    }
+    fn snap(&self, app: &App) -> Snap {
+        let of = |storage: &str| -> Vec<&Value> {
+            self.0
+                .iter()
+                .filter(|((s, _), _)| *s == storage)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        snap_of(
+            &of("services"),
+            &of("deployments"),
+            &of("pods"),
+            &of("endpointslices"),
+            app,
+        )
+    }
+}
+
+fn snap_of(
+    services: &[&Value],
+    deployments: &[&Value],
+    pods: &[&Value],
+    slices: &[&Value],
+    app: &App,
+) -> Snap {
     let name = |o: &Value| o["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut s = Snap::default();
     for svc in &app.active {
@@ -359,21 +416,47 @@ fn compare(prev: &Snap, cur: &Snap, sh: &mut Shared) {
     }
 }
 
+/// Replays the store's change feed from the first change, in resourceVersion order (no
+/// change is coalesced or missed), and compares the cluster before and after each one.
 fn spawn_observer(
     c: Arc<Cluster>,
     app: Arc<App>,
     shared: Arc<Mutex<Shared>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::RecvError;
     tokio::spawn(async move {
-        let mut rx = c.store.subscribe_revision();
-        let mut prev = snap(&c, &app);
+        let (backlog, mut rx) = c.store.watch_from(0).expect("the whole history is kept");
+        let mut model = Model::default();
+        let mut last = 0;
+        for ch in backlog {
+            model.apply(&ch);
+            last = ch.rv;
+        }
+        let mut prev = model.snap(&app);
         loop {
-            tokio::select! {
-                r = rx.changed() => if r.is_err() { return },
+            let ch = tokio::select! {
+                r = rx.recv() => match r {
+                    Ok(ch) => ch,
+                    Err(RecvError::Lagged(n)) => {
+                        shared.lock().unwrap().violate(
+                            "observer-lagged",
+                            format!("the observer missed {n} changes (test harness overloaded)"),
+                        );
+                        return;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
                 _ = stop.changed() => return,
+            };
+            if ch.rv <= last {
+                continue;
             }
-            let cur = snap(&c, &app);
+            last = ch.rv;
+            if !model.apply(&ch) {
+                continue;
+            }
+            let cur = model.snap(&app);
             compare(&prev, &cur, &mut shared.lock().unwrap());
             prev = cur;
         }
@@ -1028,6 +1111,25 @@ impl Trial<'_> {
                 let v = per.entry(svc).or_default();
                 if v.last() != Some(&color.as_str()) {
                     v.push(color);
+                }
+            }
+            // A promote or abort that starts with every Service on X moves traffic away
+            // from X: writing X back to any of them reverses it.
+            let resolver = matches!(cmd[0].as_str(), "promote" | "abort");
+            if resolver
+                && before.agree()
+                && let Some(live) = before.selects.values().next()
+            {
+                for (svc, colors) in &per {
+                    if colors.contains(&live.as_str()) {
+                        self.violate(
+                            "reversal",
+                            format!(
+                                "wrote {svc} selector {} although every Service selected {live} when the command started",
+                                colors.join(" → ")
+                            ),
+                        );
+                    }
                 }
             }
             for (svc, colors) in per {
