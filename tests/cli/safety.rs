@@ -494,7 +494,8 @@ fn start_load(
                 while !*stop.borrow() && Instant::now() < deadline {
                     tick.tick().await;
                     n += 1;
-                    if conn.as_ref().is_none_or(|(_, used)| *used >= 5) || (n + w) % 3 == 0 {
+                    if conn.as_ref().is_none_or(|(_, used)| *used >= 5) || (n + w).is_multiple_of(3)
+                    {
                         conn = None;
                         match TcpStream::connect(addr).await {
                             Ok(s) => {
