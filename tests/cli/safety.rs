@@ -230,6 +230,15 @@ impl Model {
                 .unwrap_or("")
                 .to_string(),
         );
+        // Already in the initial lists (or an older version of what they hold).
+        let known = self
+            .0
+            .get(&key)
+            .and_then(bluegreen_sim::store::rv_of)
+            .unwrap_or(0);
+        if ch.rv <= known {
+            return false;
+        }
         match ch.event {
             bluegreen_sim::store::EventType::Deleted => self.0.remove(&key),
             _ => self.0.insert(key, ch.object.clone()),
@@ -348,6 +357,8 @@ struct Shared {
     violations: Vec<Violation>,
     /// Changes the test itself is making ("svc NAME COLOR", "deploy NAME"): not the plugin's.
     pending: Vec<String>,
+    /// Store changes the observer replayed and checked.
+    changes: u64,
 }
 
 impl Shared {
@@ -426,12 +437,17 @@ fn spawn_observer(
 ) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::RecvError;
     tokio::spawn(async move {
-        let (backlog, mut rx) = c.store.watch_from(0).expect("the whole history is kept");
+        // Subscribed before the lists: a change is either in them or comes after.
+        let (_, _, mut rx) = c.store.list_and_watch("services", Some("default"));
         let mut model = Model::default();
-        let mut last = 0;
-        for ch in backlog {
-            model.apply(&ch);
-            last = ch.rv;
+        for storage in WATCHED {
+            for o in c.store.list(storage, Some("default")).0 {
+                let key = (
+                    storage,
+                    o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                );
+                model.0.insert(key, o);
+            }
         }
         let mut prev = model.snap(&app);
         loop {
@@ -449,13 +465,10 @@ fn spawn_observer(
                 },
                 _ = stop.changed() => return,
             };
-            if ch.rv <= last {
-                continue;
-            }
-            last = ch.rv;
             if !model.apply(&ch) {
                 continue;
             }
+            shared.lock().unwrap().changes += 1;
             let cur = model.snap(&app);
             compare(&prev, &cur, &mut shared.lock().unwrap());
             prev = cur;
@@ -656,6 +669,7 @@ struct Report {
     commands: usize,
     kills: usize,
     faults: usize,
+    changes: u64,
     operator_edits: usize,
     ok: u64,
     failed: u64,
@@ -1308,11 +1322,12 @@ async fn trial(seed: u64) -> Report {
     for task in tasks {
         let _ = task.await;
     }
-    let _ = observer.await;
+    observer.await.expect("the observer ran to the end");
     let mut report = t.report;
     report.steps = steps;
     let windows = t.windows;
     let mut violations = std::mem::take(&mut shared.lock().unwrap().violations);
+    report.changes = shared.lock().unwrap().changes;
     let load = load.lock().unwrap();
     report.ok = load.ok;
     // Failed requests, blamed on the plugin step that ran then (or just before).
@@ -1432,6 +1447,11 @@ fn figures(reports: &[Report]) -> String {
         &mut out,
         "operator edits",
         sum(&|r| r.operator_edits as u64).to_string(),
+    );
+    row(
+        &mut out,
+        "store changes checked by the observer",
+        sum(&|r| r.changes).to_string(),
     );
     row(&mut out, "requests served", sum(&|r| r.ok).to_string());
     row(
