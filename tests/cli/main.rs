@@ -12,6 +12,7 @@ mod findings;
 mod golden;
 mod krew;
 mod plugin;
+mod safety;
 mod traffic;
 mod verbs;
 pub mod write;
