@@ -175,9 +175,11 @@ pub struct AppService {
     pub resource_version: String,
     #[serde(skip)]
     pub uid: String,
-    /// Who last wrote its selector (the newest `managedFields` entry owning it).
+    /// Who last wrote its selector, and when (the newest `managedFields` entry owning it).
     #[serde(skip)]
     pub selector_manager: Option<String>,
+    #[serde(skip)]
+    pub selector_changed_at: Option<jiff::Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -189,6 +191,38 @@ pub struct PreviewService {
     #[serde(skip)]
     pub resource_version: String,
 }
+
+/// A HorizontalPodAutoscaler whose `scaleTargetRef` is one of the app's slots.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Hpa {
+    pub name: String,
+    /// The Deployment it scales, and that slot's color.
+    pub target: String,
+    pub color: String,
+    pub min_replicas: i32,
+    pub max_replicas: i32,
+    pub current_replicas: i32,
+    pub desired_replicas: i32,
+    #[serde(skip)]
+    pub resource_version: String,
+}
+
+/// A GitOps tool or package manager that owns the app's Service and may revert what a
+/// release changes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Owner {
+    /// `ArgoCD`, `Flux` or `Helm`.
+    pub tool: &'static str,
+    /// What gave it away: a label, an annotation or a `managedFields` manager.
+    pub evidence: String,
+    /// The fields a release changes under it.
+    pub fields: Vec<String>,
+}
+
+/// The annotation on the app's Service that names the HPA the tool moves between slots.
+pub const HPA_ANNOTATION: &str = "bluegreen.io/hpa";
 
 /// A problem the model names instead of hiding; `reason` is stable for scripts.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -216,6 +250,11 @@ pub struct App {
     pub history: Vec<HistoryEntry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_switch: Option<HistoryEntry>,
+    /// HPAs targeting a slot (normally one, following the live slot).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hpas: Vec<Hpa>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     pub problems: Vec<Problem>,
 }
 
@@ -275,8 +314,81 @@ fn name_of(md: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> S
     md.name.clone().unwrap_or_default()
 }
 
-/// The manager of the newest `managedFields` entry that owns part of `spec.selector`.
-fn selector_manager(svc: &Service) -> Option<String> {
+/// Who, besides us, declares the app's Services and may put their selectors back: Argo
+/// CD, Flux or Helm, from their labels, annotations and `managedFields` managers.
+pub fn gitops_owner(services: &[&Service]) -> Option<Owner> {
+    let fields = vec![
+        "Service spec.selector (the color)".to_string(),
+        "Service annotations bluegreen.io/*".to_string(),
+        "preview Deployment image and replicas".to_string(),
+    ];
+    for svc in services {
+        let labels = labels(&svc.metadata);
+        let ann = svc.metadata.annotations.clone().unwrap_or_default();
+        let managers: Vec<String> = svc
+            .metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect();
+        let name = name_of(&svc.metadata);
+        let found = |tool: &'static str, evidence: String| Owner {
+            tool,
+            evidence: format!("Service {name}: {evidence}"),
+            fields: fields.clone(),
+        };
+        if let Some(m) = managers.iter().find(|m| m.as_str() == "argocd-controller") {
+            return Some(found("ArgoCD", format!("managedFields manager {m}")));
+        }
+        if ann.contains_key("argocd.argoproj.io/tracking-id") {
+            return Some(found(
+                "ArgoCD",
+                "annotation argocd.argoproj.io/tracking-id".into(),
+            ));
+        }
+        for key in [
+            "kustomize.toolkit.fluxcd.io/name",
+            "helm.toolkit.fluxcd.io/name",
+        ] {
+            if labels.contains_key(key) {
+                return Some(found("Flux", format!("label {key}")));
+            }
+        }
+        if let Some(m) = managers
+            .iter()
+            .find(|m| m.as_str() == "kustomize-controller" || m.as_str() == "helm-controller")
+        {
+            return Some(found("Flux", format!("managedFields manager {m}")));
+        }
+        let helm = labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str)
+            == Some("Helm")
+            || ann.contains_key("meta.helm.sh/release-name");
+        if helm {
+            return Some(found(
+                "Helm",
+                "label app.kubernetes.io/managed-by: Helm / annotation meta.helm.sh/release-name"
+                    .into(),
+            ));
+        }
+        if labels.contains_key("app.kubernetes.io/instance")
+            && managers.iter().any(|m| m.starts_with("argocd"))
+        {
+            return Some(found(
+                "ArgoCD",
+                "tracking label app.kubernetes.io/instance".into(),
+            ));
+        }
+    }
+    None
+}
+
+/// The newest `managedFields` entry that owns part of `spec.selector`.
+fn selector_entry(
+    svc: &Service,
+) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
     svc.metadata
         .managed_fields
         .iter()
@@ -287,7 +399,6 @@ fn selector_manager(svc: &Service) -> Option<String> {
                 .is_some_and(|f| f.0.pointer("/f:spec/f:selector").is_some())
         })
         .max_by_key(|m| m.time.as_ref().map(|t| t.0))
-        .and_then(|m| m.manager.clone())
 }
 
 /// Whether a Service is an app's active Service: its selector carries the color key.
@@ -394,6 +505,7 @@ struct Index<'a> {
     slices: HashMap<(String, String), Vec<&'a k8s_openapi::api::discovery::v1::EndpointSlice>>,
     services: HashMap<(String, String), &'a Service>,
     pods: HashMap<String, Vec<&'a k8s_openapi::api::core::v1::Pod>>,
+    hpas: HashMap<String, Vec<&'a k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>>,
 }
 
 impl<'a> Index<'a> {
@@ -404,7 +516,11 @@ impl<'a> Index<'a> {
             slices: HashMap::new(),
             services: HashMap::new(),
             pods: HashMap::new(),
+            hpas: HashMap::new(),
         };
+        for h in &snap.hpas {
+            ix.hpas.entry(ns_of(&h.metadata)).or_default().push(h);
+        }
         for p in &snap.pods {
             ix.pods.entry(ns_of(&p.metadata)).or_default().push(p);
         }
@@ -479,7 +595,16 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
             color: selector_of(s).get(&color_label).cloned(),
             resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
             uid: s.metadata.uid.clone().unwrap_or_default(),
-            selector_manager: selector_manager(s),
+            selector_manager: selector_entry(s).and_then(|m| m.manager.clone()),
+            // When it was switched: a selector written with the Service itself was not.
+            selector_changed_at: selector_entry(s)
+                .and_then(|m| m.time.as_ref().map(|t| t.0))
+                .filter(|at| {
+                    s.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_none_or(|c| at.as_second() > c.0.as_second())
+                }),
         })
         .collect();
     if app_services.iter().any(|s| s.color != active_color) {
@@ -757,6 +882,69 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
         }
     }
 
+    // HPAs that scale one of the slots.
+    let hpas: Vec<Hpa> = ix
+        .hpas
+        .get(&namespace)
+        .into_iter()
+        .flatten()
+        .filter_map(|h| {
+            let spec = h.spec.as_ref()?;
+            let target = &spec.scale_target_ref;
+            let slot = slots
+                .iter()
+                .find(|s| target.kind == "Deployment" && target.name == s.deployment)?;
+            let status = h.status.as_ref();
+            Some(Hpa {
+                name: name_of(&h.metadata),
+                target: slot.deployment.clone(),
+                color: slot.color.clone(),
+                min_replicas: spec.min_replicas.unwrap_or(1),
+                max_replicas: spec.max_replicas,
+                current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0),
+                desired_replicas: status.map(|s| s.desired_replicas).unwrap_or(0),
+                resource_version: h.metadata.resource_version.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    if let Some(live) = slots.iter().find(|s| s.role == Role::Active) {
+        let on_live = hpas.iter().any(|h| h.color == live.color);
+        if !on_live && let Some(h) = hpas.iter().find(|h| h.color != live.color) {
+            problems.push(Problem {
+                reason: "HpaOnPreviewOnly",
+                message: format!(
+                    "HPA {} scales the preview slot {} but none scales the live slot {}: a load spike finds a fixed replica count (a promote moves it to the slot it makes live)",
+                    h.name, h.target, live.deployment
+                ),
+            });
+        }
+        if hpas.is_empty()
+            && let Some(name) = annotation(state, HPA_ANNOTATION)
+        {
+            problems.push(Problem {
+                reason: "HpaMissing",
+                message: format!(
+                    "HPA {name} (recorded by an earlier release) scales neither slot now: the live slot {} is not autoscaled",
+                    live.deployment
+                ),
+            });
+        }
+        if let Some(h) = hpas.iter().find(|h| h.color == live.color)
+            && let Some(preview) = slots.iter().find(|s| s.role == Role::Preview)
+            && preview.desired > 0
+            && preview.desired < h.min_replicas
+        {
+            problems.push(Problem {
+                reason: "HpaBoundsUnmet",
+                message: format!(
+                    "the preview slot {} runs {} replica(s), below HPA {}'s minimum of {}: a promote would hand the HPA a slot below its bounds (set-image sizes it to the live slot's count)",
+                    preview.deployment, preview.desired, h.name, h.min_replicas
+                ),
+            });
+        }
+    }
+    let owner = gitops_owner(services);
+
     let history = match annotation(state, HISTORY_ANNOTATION) {
         None => Vec::new(),
         Some(raw) => serde_json::from_str::<Vec<HistoryEntry>>(raw).unwrap_or_else(|e| {
@@ -781,6 +969,8 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
         slots,
         last_switch: history.first().cloned(),
         history,
+        hpas,
+        owner,
         problems,
     }
 }

@@ -1,8 +1,9 @@
 //! Snapshots of the cluster for the model and the planners (waits watch in `verify`, the
 //! Lease reads itself in `lease`). One snapshot = Services, Deployments, ReplicaSets,
-//! EndpointSlices and Pods of a namespace (or all), listed concurrently, one paginated
-//! list per kind: the request count does not grow with the number of apps. Pods are kept
-//! only as far as the model reads them (owner, template hash, container states).
+//! EndpointSlices, Pods and HorizontalPodAutoscalers of a namespace (or all), listed
+//! concurrently, one paginated list per kind: the request count does not grow with the
+//! number of apps. Pods are kept only as far as the model reads them (owner, template
+//! hash, container states).
 //!
 //! Why whole-namespace lists rather than label selectors: slots are found by their
 //! *pod-template* labels (design §2), which the API cannot select Deployments by, and an
@@ -10,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams};
@@ -33,6 +35,8 @@ pub struct Snapshot {
     pub slices: Vec<EndpointSlice>,
     /// Reduced to what `facts::pod_cannot_start` and attribution read.
     pub pods: Vec<Pod>,
+    /// autoscaling/v2: the ones targeting a slot follow the live slot.
+    pub hpas: Vec<HorizontalPodAutoscaler>,
 }
 
 const PAGE: u32 = 500;
@@ -187,7 +191,7 @@ pub async fn snapshot_with(
     let lean = detail == Detail::Lean;
     let trim_d: fn(&mut Deployment) = if lean { lean_deployment } else { keep };
     let trim_r: fn(&mut ReplicaSet) = if lean { lean_replicaset } else { keep };
-    let (services, deployments, replicasets, slices, pods) = tokio::try_join!(
+    let (services, deployments, replicasets, slices, pods, hpas) = tokio::try_join!(
         list_all(
             api::<Service>(client, scope),
             "services",
@@ -217,6 +221,13 @@ pub async fn snapshot_with(
             keep
         ),
         list_all(api::<Pod>(client, scope), "pods", scope, timeout, lean_pod),
+        list_all(
+            api::<HorizontalPodAutoscaler>(client, scope),
+            "horizontalpodautoscalers",
+            scope,
+            timeout,
+            |h| lean_meta(&mut h.metadata)
+        ),
     )?;
     Ok(Snapshot {
         services,
@@ -224,6 +235,7 @@ pub async fn snapshot_with(
         replicasets,
         slices,
         pods,
+        hpas,
     })
 }
 

@@ -96,7 +96,7 @@ pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
         tokio::select! {
             _ = tick.tick(), if dirty => {
                 dirty = false;
-                let snap = Snapshot { services: cloned(&svc_r), deployments: cloned(&dep_r), replicasets: cloned(&rs_r), slices: cloned(&eps_r), pods: Vec::new() };
+                let snap = Snapshot { services: cloned(&svc_r), deployments: cloned(&dep_r), replicasets: cloned(&rs_r), slices: cloned(&eps_r), ..Snapshot::default() };
                 let app = match model::find_app(&snap, &ns, app_name) {
                     Ok(app) => app,
                     Err(e) if first => return Err(e),

@@ -187,6 +187,36 @@ pub(super) fn partial_directions(app: &App) -> Option<(String, String)> {
     others.next().is_none().then_some((forward, back))
 }
 
+/// How long after another hand switched a Service a promote without `--to` refuses: the
+/// preview it would now pick may be the version that person just moved traffic away from.
+pub(super) const RECENT_SWITCH_SECS: i64 = 30;
+
+/// A Service of the app switched moments ago by someone else (not this tool): stop, as
+/// for a change made meanwhile (rule 3), rather than guess which way they meant.
+pub(super) fn refuse_recent_outside_switch(app: &App, now: &str) -> Result<()> {
+    let Ok(now) = now.parse::<jiff::Timestamp>() else {
+        return Ok(());
+    };
+    for s in &app.services {
+        if let (Some(who), Some(at)) = (&s.selector_manager, s.selector_changed_at)
+            && who != crate::apply::FIELD_MANAGER
+            && (0..RECENT_SWITCH_SECS).contains(&(now.as_second() - at.as_second()))
+        {
+            return Err(Error::Conflict(
+                Reason::ChangedMeanwhile,
+                format!(
+                    "Service {} was switched to {} by {who} {}s ago, outside kubectl-bluegreen: another release may be under way; check `kubectl bluegreen status {}`, then pass --to COLOR to say which slot to promote",
+                    s.name,
+                    s.color.as_deref().unwrap_or("(none)"),
+                    now.as_second() - at.as_second(),
+                    app.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What else must hold before traffic moves to `target` (beside rule 1): its pods can
 /// start, every endpoint of the app's Services belongs to a slot (or the switch could
 /// never be verified), and every slot selects its pods by color.

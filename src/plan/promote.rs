@@ -3,8 +3,9 @@
 //! optionally scale the old slot down once the switch is verified.
 
 use super::checks::{
-    check_available, check_switchable, live_color, partial_directions, require_two_slots,
-    services_agree, slot_by_color, where_services_point,
+    check_available, check_switchable, live_color, partial_directions,
+    refuse_recent_outside_switch, require_two_slots, services_agree, slot_by_color,
+    where_services_point,
 };
 use super::steps::{active_service_names, delay_step, follow_preview, scale_step, switch};
 use super::{Action, Actor, Outcome, Plan, Step};
@@ -132,6 +133,9 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         return Ok(plan);
     }
 
+    if req.to.is_none() {
+        refuse_recent_outside_switch(app, &actor.now)?;
+    }
     let target = match &req.to {
         Some(to) => slot_by_color(app, to).expect("checked above"),
         None => preview.ok_or_else(|| Error::Precondition(Reason::NoPreviewSlot, format!("app {} has no preview slot: create one with `kubectl bluegreen set-image {} NAME=IMAGE`", app.name, app.name)))?,

@@ -33,7 +33,7 @@ async fn init_adopts_a_plain_app_without_ever_emptying_the_endpoints() {
     let child = tokio::spawn({
         let kc = world.kubeconfig();
         async move {
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+            tokio::process::Command::new(crate::plugin_bin())
                 .args(["init", "nginx-svc"])
                 .env("KUBECONFIG", kc)
                 .output()

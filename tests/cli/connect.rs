@@ -84,7 +84,7 @@ async fn kubeconfig_files_merge_like_kubectl_and_flags_pick_context_and_namespac
         &format!("apiVersion: v1\nkind: Config\ncontexts:{ctx}- name: elsewhere\n  context:\n    cluster: sim\n    user: sim\n    namespace: other\ncurrent-context: sim\n"),
     );
     let merged = format!("{}:{}", f1.display(), f2.display());
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"));
+    let bin = &crate::plugin_bin();
     let out = world
         .run(bin, &["status", "shop"], &[("KUBECONFIG", &merged)])
         .await;
@@ -144,7 +144,7 @@ async fn exec_credential_plugins_supply_the_token() {
     );
     assert!(kc.contains("exec:"), "{kc}");
     let path = world.file("exec-kubeconfig", &kc);
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"));
+    let bin = &crate::plugin_bin();
     let out = world
         .run(
             bin,

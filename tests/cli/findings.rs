@@ -67,7 +67,7 @@ async fn until_logged(world: &World, what: &str) {
 }
 
 fn spawn(world: &World, args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+    tokio::process::Command::new(crate::plugin_bin())
         .args(args)
         .env("KUBECONFIG", world.kubeconfig())
         .stdout(std::process::Stdio::piped())

@@ -138,18 +138,12 @@ impl World {
 
     /// Runs the plugin binary directly with `KUBECONFIG` pointing at the sim.
     pub async fn plugin(&self, args: &[&str]) -> Out {
-        self.run(
-            Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen")),
-            args,
-            &[],
-        )
-        .await
+        self.run(&plugin_bin(), args, &[]).await
     }
 
     pub async fn run(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-        let bin_dir = Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
-            .parent()
-            .unwrap();
+        let bin = plugin_bin();
+        let bin_dir = bin.parent().unwrap();
         let path = format!(
             "{}:{}",
             bin_dir.display(),
@@ -175,6 +169,14 @@ impl World {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+}
+
+/// The plugin binary: the one this test build made, unless `BLUEGREEN_PLUGIN_BIN` names a
+/// copy (a long campaign runs a copy, so that rebuilding meanwhile does not change it).
+pub fn plugin_bin() -> PathBuf {
+    std::env::var_os("BLUEGREEN_PLUGIN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kubectl-bluegreen")))
 }
 
 /// The real kubectl, or None (skipped with a printed reason; a failure under CI=true).

@@ -144,13 +144,14 @@ async fn status_reads_each_kind_once_and_concurrently() {
         .iter()
         .map(|e| format!("{} {}", e.method, e.path))
         .collect();
-    assert_eq!(log.len(), 5, "{paths:#?}");
+    assert_eq!(log.len(), 6, "{paths:#?}");
     for kind in [
         "/services",
         "/deployments",
         "/replicasets",
         "/endpointslices",
         "/pods",
+        "/horizontalpodautoscalers",
     ] {
         assert_eq!(
             log.iter().filter(|e| e.path.ends_with(kind)).count(),
@@ -175,9 +176,8 @@ async fn status_reads_each_kind_once_and_concurrently() {
 async fn status_watch_redraws_on_a_change_and_exits_0_on_ctrl_c() {
     let world = World::new(&[CONTRACT]).await;
     let Some(k) = kubectl() else { return };
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
-        .parent()
-        .unwrap();
+    let bin = crate::plugin_bin();
+    let bin_dir = bin.parent().unwrap();
     let mut child = tokio::process::Command::new(k)
         .args(["bluegreen", "status", "shop", "--watch"])
         .env("KUBECONFIG", world.kubeconfig())
@@ -239,7 +239,7 @@ async fn watch_survives_dropped_watch_streams() {
             close_after_events: Some(1),
             close_after: None,
         });
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+    let mut child = tokio::process::Command::new(crate::plugin_bin())
         .args(["status", "shop", "--watch"])
         .env("KUBECONFIG", world.kubeconfig())
         .stdout(std::process::Stdio::piped())
@@ -291,7 +291,7 @@ async fn colour_only_on_a_terminal_and_never_with_no_color() {
         eprintln!("skipping: `script` (util-linux) is not installed");
         return;
     }
-    let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+    let bin = crate::plugin_bin().display().to_string();
     let run_in_pty = |extra_env: &str| {
         let cmd = format!("{extra_env} {bin} status shop");
         std::process::Command::new("script")
@@ -333,7 +333,7 @@ async fn a_closed_pipe_exits_0_silently() {
         yaml.push_str(&format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: app-{i}}}\nspec: {{selector: {{app: app-{i}, bluegreen.io/color: blue}}, ports: [{{port: 80}}]}}\n"));
     }
     world.sim.apply_yaml("default", &yaml).unwrap();
-    let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+    let bin = crate::plugin_bin().display().to_string();
     let out = std::process::Command::new("bash")
         .args([
             "-c",

@@ -860,7 +860,7 @@ impl Trial<'_> {
     }
 
     fn process(&self, args: &[String]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"));
+        let mut cmd = tokio::process::Command::new(crate::plugin_bin());
         cmd.args(args)
             .env("KUBECONFIG", self.world.kubeconfig())
             .env("HOME", self.world.dir.path())

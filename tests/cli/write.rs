@@ -388,7 +388,7 @@ async fn the_old_slot_is_scaled_down_only_after_endpoints_moved() {
         ..Timing::default()
     });
     let child = tokio::spawn({
-        let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+        let bin = crate::plugin_bin();
         let kc = world.kubeconfig();
         async move {
             tokio::process::Command::new(bin)
@@ -497,10 +497,10 @@ async fn eight_concurrent_promotes_switch_exactly_once() {
         endpoint_delay: Duration::from_secs(2),
         ..Timing::default()
     });
-    let bin = env!("CARGO_BIN_EXE_kubectl-bluegreen");
+    let bin = crate::plugin_bin();
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let kc = world.kubeconfig();
+        let (kc, bin) = (world.kubeconfig(), bin.clone());
         tasks.push(tokio::spawn(async move {
             tokio::process::Command::new(bin)
                 .args(["promote", "shop"])
@@ -559,7 +559,9 @@ async fn dry_runs_change_nothing() {
     };
     let before = snapshot(&world);
     world.sim.cluster().clear_request_log();
-    let out = world.bluegreen(&["promote", "shop", "--dry-run=client"]).await;
+    let out = world
+        .bluegreen(&["promote", "shop", "--dry-run=client"])
+        .await;
     let text = ok(&out);
     assert!(
         text.starts_with(
@@ -576,14 +578,18 @@ async fn dry_runs_change_nothing() {
         (plan["kind"].as_str(), plan["steps"][0]["step"].as_str()),
         (Some("Plan"), Some("patchService"))
     );
-    let out = world.bluegreen(&["promote", "shop", "--dry-run=server"]).await;
+    let out = world
+        .bluegreen(&["promote", "shop", "--dry-run=server"])
+        .await;
     let text = ok(&out);
     assert!(
         text.contains("server dry run: nothing was changed"),
         "{text}"
     );
     assert!(text.contains("would store: {\"annotations\""), "{text}");
-    let out = world.bluegreen(&["abort", "shop", "--dry-run=server"]).await;
+    let out = world
+        .bluegreen(&["abort", "shop", "--dry-run=server"])
+        .await;
     ok(&out);
     let out = world
         .bluegreen(&["set-image", "shop", "web=x:9", "--dry-run=server"])
@@ -744,7 +750,7 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
 pub async fn kill_after_writes(world: &World, args: &[&str], k: usize) -> bool {
     let c = world.sim.cluster();
     c.clear_request_log();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+    let mut child = tokio::process::Command::new(crate::plugin_bin())
         .args(args)
         .env("KUBECONFIG", world.kubeconfig())
         .stdout(std::process::Stdio::null())
@@ -856,7 +862,7 @@ async fn ctrl_c_during_a_wait_releases_the_lease_and_says_how_to_finish() {
         ..Timing::default()
     });
     world.sim.cluster().clear_request_log();
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+    let child = tokio::process::Command::new(crate::plugin_bin())
         .args(["promote", "shop"])
         .env("KUBECONFIG", world.kubeconfig())
         .stdout(std::process::Stdio::piped())
