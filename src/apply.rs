@@ -11,6 +11,7 @@ use crate::plan::Step;
 use crate::progress::Progress;
 use crate::verify;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Event, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::Serialize;
@@ -113,6 +114,97 @@ impl Applier<'_> {
             server: self.server,
             namespace: self.namespace,
         }
+    }
+
+    /// Polls the Services (every 250 ms; for `window`, or until the caller stops): a
+    /// selector that no longer names `color` is another manager's revert, recorded and
+    /// returned as exit 9. `Ok(None)` when the window passed without one.
+    async fn until_switched_back(
+        &self,
+        services: &Api<Service>,
+        names: &[String],
+        color_label: &str,
+        color: &str,
+        window: Option<Duration>,
+    ) -> Result<Option<Error>> {
+        let until = window.map(|w| tokio::time::Instant::now() + w);
+        loop {
+            if until.is_some_and(|u| tokio::time::Instant::now() >= u) {
+                return Ok(None);
+            }
+            for name in names {
+                let svc = services
+                    .get(name)
+                    .await
+                    .map_err(|e| Error::kube(format!("read service {name}"), e))?;
+                let now = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .and_then(|s| s.get(color_label).cloned());
+                if now.as_deref() != Some(color) {
+                    let who = crate::model::selector_manager(&svc)
+                        .unwrap_or_else(|| "another client".into());
+                    self.record_revert(services, names, color, now.as_deref(), &who)
+                        .await;
+                    return Ok(Some(Error::Reverted(format!(
+                        "Service {name} was switched back from {color} to {} by {who} right after the switch: a GitOps tool (or someone) reverts what this command changes; make it ignore the fields kubectl-bluegreen manages (`kubectl bluegreen status` names the owner), then re-run",
+                        now.as_deref().unwrap_or("(none)")
+                    ))));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Best effort: the state Service's history says who put the switch back, and an
+    /// Event says it too.
+    async fn record_revert(
+        &self,
+        services: &Api<Service>,
+        names: &[String],
+        from: &str,
+        to: Option<&str>,
+        who: &str,
+    ) {
+        let Some(state) = names.first() else { return };
+        let Ok(svc) = services.get(state).await else {
+            return;
+        };
+        let mut history: Vec<crate::model::HistoryEntry> = svc
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(crate::model::HISTORY_ANNOTATION))
+            .and_then(|h| serde_json::from_str(h).ok())
+            .unwrap_or_default();
+        let now = (self.now)();
+        history.insert(
+            0,
+            crate::model::HistoryEntry {
+                action: crate::model::Action::Reverted,
+                from: from.to_string(),
+                to: to.unwrap_or_default().to_string(),
+                images: vec![],
+                at: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+                by: who.to_string(),
+                from_revision: None,
+                to_revision: None,
+            },
+        );
+        history.truncate(crate::plan::HISTORY_LIMIT);
+        let patch = json!({"metadata": {"resourceVersion": svc.metadata.resource_version, "annotations": {crate::model::HISTORY_ANNOTATION: serde_json::to_string(&history).unwrap_or_default()}}});
+        let _ = services
+            .patch(state, &self.params(), &Patch::Merge(&patch))
+            .await;
+        let event = Step::CreateEvent {
+            service: state.clone(),
+            service_uid: svc.metadata.uid.clone().unwrap_or_default(),
+            event_type: "Warning".into(),
+            reason: "Reverted".into(),
+            message: format!("the switch to {from} was put back by {who}"),
+        };
+        let _ = Box::pin(self.run_step(&event)).await;
     }
 
     fn params(&self) -> PatchParams {
@@ -276,23 +368,63 @@ impl Applier<'_> {
                 services: svcs,
                 deployment,
                 color,
+                color_label,
             } => {
                 if dry {
                     self.record(step, "skipped in a dry run", None);
                     return Ok(());
                 }
-                verify::serving_only(
-                    self.at(),
-                    svcs,
-                    deployment,
-                    color,
-                    self.timeout,
-                    self.progress,
-                )
-                .await?;
+                // A selector put back meanwhile ends the wait at once (exit 9), rather
+                // than as endpoints that never converge.
+                tokio::select! {
+                    r = verify::serving_only(
+                        self.at(),
+                        svcs,
+                        deployment,
+                        color,
+                        self.timeout,
+                        self.progress,
+                    ) => r?,
+                    e = self.until_switched_back(&services, svcs, color_label, color, None) => {
+                        // Without a window it returns only on a revert (or a failed read).
+                        return Err(e?.unwrap_or_else(|| Error::Other("watch ended".into())));
+                    }
+                }
                 self.record(step, "done", None);
             }
             Step::Replan { .. } => {}
+            Step::PatchHpa { hpa, patch, .. } => {
+                let hpas: Api<HorizontalPodAutoscaler> =
+                    Api::namespaced(self.client.clone(), self.namespace);
+                hpas.patch(hpa, &self.params(), &Patch::Merge(patch))
+                    .await
+                    .map_err(|e| {
+                        conflict_or(e, format!("patch horizontalpodautoscaler {hpa}"), false)
+                    })?;
+                self.record(step, status, None);
+            }
+            Step::Settle {
+                services: names,
+                color_label,
+                color,
+                seconds,
+            } => {
+                if dry {
+                    self.record(step, "skipped in a dry run", None);
+                    return Ok(());
+                }
+                self.progress.update(&format!(
+                    "watching for {seconds}s that no one switches traffic back from {color}"
+                ));
+                let window = Some(Duration::from_secs(*seconds));
+                if let Some(e) = self
+                    .until_switched_back(&services, names, color_label, color, window)
+                    .await?
+                {
+                    return Err(e);
+                }
+                self.record(step, "done", None);
+            }
             Step::Delay {
                 seconds,
                 service,

@@ -176,6 +176,10 @@ pub struct MutateOpts {
     /// Print a result object for scripts instead of a summary line.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<ResultOutput>,
+    /// Proceed although Argo CD, Flux or Helm owns the app (they may revert the switch;
+    /// promote and abort then watch for that for 5s, see --settle).
+    #[arg(long)]
+    pub allow_gitops: bool,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +216,10 @@ pub struct PromoteArgs {
     /// Switch even if the preview slot has fewer available replicas than the live one wants.
     #[arg(long)]
     pub allow_fewer: bool,
+    /// After the switch, watch this long for a selector put back by another manager (exit 9)
+    /// [default: 5s when a GitOps tool owns the app, else 0s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Option<Duration>,
     /// After verifying the switch, wait DELAY (default 30s), re-check, and scale the old slot to 0.
     #[arg(long, value_parser = parse_duration, num_args = 0..=1, default_missing_value = "30s", require_equals = true, value_name = "DELAY")]
     pub scale_down_old: Option<Duration>,
@@ -230,6 +238,10 @@ pub struct AbortArgs {
     /// Keep the aborted slot running (default: scale it to 0 once traffic is back).
     #[arg(long)]
     pub keep: bool,
+    /// After switching back, watch this long for a selector put back by another manager
+    /// (exit 9) [default: 5s when a GitOps tool owns the app, else 0s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: Option<Duration>,
     #[command(flatten)]
     pub opts: MutateOpts,
 }
@@ -381,12 +393,16 @@ impl Cli {
                     to: a.to,
                     allow_fewer: a.allow_fewer,
                     scale_down_old: a.scale_down_old,
+                    settle: a.settle,
                 }),
                 options: a.opts.validated(),
             },
             Command::Abort(a) => Verb::Write {
                 target: target(a.app, a.selector)?,
-                intent: Intent::Abort(AbortRequest { keep: a.keep }),
+                intent: Intent::Abort(AbortRequest {
+                    keep: a.keep,
+                    settle: a.settle,
+                }),
                 options: a.opts.validated(),
             },
             Command::Init(a) => {
@@ -431,6 +447,7 @@ impl MutateOpts {
             },
             timeout: self.timeout,
             output: self.output.map(ResultOutput::format),
+            allow_gitops: self.allow_gitops,
         }
     }
 }

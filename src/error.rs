@@ -1,7 +1,7 @@
 //! The plugin's errors, their stable reasons, and the one place they map to exit codes
 //! (design §4): 0 ok · 1 unexpected · 2 usage · 3 not found · 4 precondition not met ·
 //! 5 conflict or lock held · 6 timed out waiting · 7 switched but endpoints did not
-//! converge · 8 partially switched · 130 interrupted.
+//! converge · 8 partially switched · 9 reverted after the switch · 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -23,6 +23,9 @@ pub enum Error {
     Timeout(String),
     #[error("{0}")]
     NotConverged(String),
+    /// The switch was put back by another manager (or reverted automatically): exit 9.
+    #[error("{0}")]
+    Reverted(String),
     /// A failure after traffic moved: where each Service points and what finishes it.
     #[error("{0}")]
     PartiallySwitched(String),
@@ -77,6 +80,7 @@ impl Error {
             Error::Timeout(_) => 6,
             Error::NotConverged(_) => 7,
             Error::PartiallySwitched(_) => 8,
+            Error::Reverted(_) => 9,
             Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -100,6 +104,7 @@ impl Error {
             Error::Timeout(_) => Reason::TimedOut,
             Error::NotConverged(_) => Reason::EndpointsNotConverged,
             Error::PartiallySwitched(_) => Reason::PartiallySwitched,
+            Error::Reverted(_) => Reason::Reverted,
             Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -208,6 +213,8 @@ pub enum Reason {
     ChangedMeanwhile,
     LeaseHeld,
     LeaseLost,
+    GitOpsOwned,
+    Reverted,
     // waits and the rest
     TimedOut,
     EndpointsNotConverged,

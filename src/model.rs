@@ -30,6 +30,8 @@ pub enum Action {
     Init,
     /// An abort before any promote: the preview stopped, traffic never moved.
     AbortPreview,
+    /// Another manager put a switch back (recorded when a settle period catches it).
+    Reverted,
     /// An action this version does not know (written by a newer one).
     #[serde(other)]
     Unknown,
@@ -43,6 +45,7 @@ impl Action {
             Action::SetImage => "set-image",
             Action::Init => "init",
             Action::AbortPreview => "abort-preview",
+            Action::Reverted => "reverted",
             Action::Unknown => "unknown",
         }
     }
@@ -383,6 +386,11 @@ pub fn gitops_owner(services: &[&Service]) -> Option<Owner> {
         }
     }
     None
+}
+
+/// Who last wrote a Service's selector, from its `managedFields`.
+pub fn selector_manager(svc: &Service) -> Option<String> {
+    selector_entry(svc).and_then(|m| m.manager.clone())
 }
 
 /// The newest `managedFields` entry that owns part of `spec.selector`.

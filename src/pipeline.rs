@@ -67,6 +67,9 @@ async fn run_one(
     // 1. Observe and plan: refusals come before any lock or write.
     let seen = observe(env).await?;
     let first = plan::plan(intent, &seen, &namespace, name, &actor)?;
+    if !options.allow_gitops {
+        refuse_gitops_owner(&seen, &namespace, name, options)?;
+    }
 
     // 2. A client dry run prints the plan and sends nothing.
     if options.dry_run == DryRun::Client {
@@ -142,7 +145,7 @@ async fn run_one(
     // 5. Release and report; a failure after traffic moved says where it stands.
     let outcome = match outcome {
         Err(e) if switched_services(&done).is_empty() => Err(e),
-        Err(e @ (Error::NotConverged(_) | Error::Interrupted(_))) => Err(e),
+        Err(e @ (Error::NotConverged(_) | Error::Interrupted(_) | Error::Reverted(_))) => Err(e),
         Err(e) => Err(after_switch(env, name, &first, &done, e).await),
         ok => ok,
     };
@@ -255,6 +258,53 @@ fn interrupted(done: &Mutex<Vec<StepResult>>) -> Error {
         } else {
             finished.join("; ")
         }
+    ))
+}
+
+/// A GitOps tool that owns the app would put back what the release changes: refuse
+/// (exit 4) and say exactly what makes it leave our fields alone, unless
+/// `--allow-gitops`.
+fn refuse_gitops_owner(
+    snap: &Snapshot,
+    namespace: &str,
+    name: &str,
+    options: &WriteOptions,
+) -> Result<()> {
+    let owner = match model::find_app(snap, namespace, name) {
+        Ok(app) => app.owner,
+        // init: the Service is not an app yet.
+        Err(_) => snap
+            .services
+            .iter()
+            .find(|s| {
+                s.metadata.namespace.as_deref() == Some(namespace)
+                    && s.metadata.name.as_deref() == Some(name)
+            })
+            .and_then(|s| model::gitops_owner(&[s])),
+    };
+    let Some(owner) = owner else {
+        return Ok(());
+    };
+    if options.dry_run == DryRun::Client {
+        return Ok(());
+    }
+    let remedy = match owner.tool {
+        "ArgoCD" => format!(
+            "add to the Argo CD Application `spec.ignoreDifferences: [{{group: \"\", kind: Service, name: {name}, managedFieldsManagers: [kubectl-bluegreen]}}, {{group: apps, kind: Deployment, managedFieldsManagers: [kubectl-bluegreen]}}]` and `spec.syncPolicy.syncOptions: [RespectIgnoreDifferences=true]`"
+        ),
+        "Flux" => format!(
+            "stop Flux from reverting it: `kubectl annotate service {name} kustomize.toolkit.fluxcd.io/reconcile=disabled` (and the same on the slot Deployments), or leave the color out of the manifests in Git"
+        ),
+        _ => "leave the color label out of the chart's Service selector and slot Deployments' replicas/images (or template them from values you keep in step), since `helm upgrade` puts back what the chart declares".to_string(),
+    };
+    Err(Error::Precondition(
+        Reason::GitOpsOwned,
+        format!(
+            "{} owns this app ({}) and would revert {}: {remedy}; or pass --allow-gitops to proceed (a revert is then caught and reported, exit 9)",
+            owner.tool,
+            owner.evidence,
+            owner.fields.join(", ")
+        ),
     ))
 }
 

@@ -49,6 +49,8 @@ pub struct WriteOptions {
     pub timeout: Duration,
     /// A result document for scripts instead of a summary line.
     pub output: Option<Format>,
+    /// Proceed although a GitOps tool owns the app (`--allow-gitops`).
+    pub allow_gitops: bool,
 }
 
 #[derive(Debug)]

@@ -7,8 +7,10 @@ use super::checks::{
     check_available, check_not_live, live_color, partial_directions, require_two_slots,
     services_agree, slot_by_color, where_services_point,
 };
+use super::promote::settle_secs;
 use super::steps::{
-    active_service_names, event_step, follow_preview, record_step, scale_step, switch,
+    active_service_names, event_step, follow_preview, live_replicas, move_hpa, record_step,
+    scale_step, settle_step, switch,
 };
 use super::{Action, Actor, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -17,6 +19,8 @@ use crate::model::{App, Role, Slot};
 #[derive(Debug, Clone, Default)]
 pub struct AbortRequest {
     pub keep: bool,
+    /// `--settle` (see `PromoteRequest::settle`).
+    pub settle: Option<std::time::Duration>,
 }
 
 pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
@@ -59,12 +63,14 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             "partially switched ({}): switching every Service back to {back}",
             where_services_point(app)
         ));
-        if !bring_back(&mut plan, to, from.desired.max(1))? {
+        if !bring_back(&mut plan, to, live_replicas(app, from).max(1))? {
             return Ok(plan);
         }
         let recorded = last.is_some_and(|h| h.action == Action::Abort && h.to == back);
         plan.steps
             .extend(switch(app, Action::Abort, from, to, actor, !recorded)?);
+        plan.steps
+            .extend(settle_step(app, &back, settle_secs(app, req.settle)));
         if !req.keep {
             plan.steps
                 .push(scale_step(from, 0, "scale down the aborted slot"));
@@ -89,8 +95,10 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             services: active_service_names(app),
             deployment: back.deployment.clone(),
             color: live.clone(),
+            color_label: app.color_label.clone(),
         });
         plan.steps.extend(follow_preview(app, &h.from));
+        plan.steps.extend(move_hpa(app, aborted, back));
         if !req.keep && aborted.desired > 0 {
             plan.steps
                 .push(scale_step(aborted, 0, "scale down the aborted slot"));
@@ -117,11 +125,13 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         };
         plan.from = Some(live.clone());
         plan.to = Some(prev.color.clone());
-        if !bring_back(&mut plan, prev, current.desired.max(1))? {
+        if !bring_back(&mut plan, prev, live_replicas(app, current).max(1))? {
             return Ok(plan);
         }
         plan.steps
             .extend(switch(app, Action::Abort, current, prev, actor, true)?);
+        plan.steps
+            .extend(settle_step(app, &prev.color, settle_secs(app, req.settle)));
         if !req.keep {
             plan.steps
                 .push(scale_step(current, 0, "scale down the aborted slot"));
@@ -231,7 +241,15 @@ mod tests {
             ],
             "the preview Service follows once traffic is verified back"
         );
-        let plan = abort(&app, &AbortRequest { keep: true }, &actor()).unwrap();
+        let plan = abort(
+            &app,
+            &AbortRequest {
+                keep: true,
+                ..Default::default()
+            },
+            &actor(),
+        )
+        .unwrap();
         assert!(
             !kinds(&plan).iter().any(|k| k.starts_with("scale")),
             "--keep"

@@ -197,6 +197,7 @@ pub fn init(
         services: vec![service.to_string()],
         deployment: live_deployment,
         color: live_color.clone(),
+        color_label: key.clone(),
     });
     // The other slot: the one Deployment of another color if there is one (an existing
     // `version: v1|v2` setup is adopted in place), else blue ↔ green.

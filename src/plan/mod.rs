@@ -116,6 +116,24 @@ pub enum Step {
         services: Vec<String>,
         deployment: String,
         color: String,
+        /// The Services' color key: a selector changed back meanwhile ends the wait.
+        color_label: String,
+    },
+    /// A merge patch of a HorizontalPodAutoscaler's target, guarded by its resourceVersion.
+    #[serde(rename_all = "camelCase")]
+    PatchHpa {
+        hpa: String,
+        patch: Value,
+        why: String,
+    },
+    /// Watch the Services for `seconds`: a selector changed back by another manager ends
+    /// the command with exit 9 (reverted), naming that manager.
+    #[serde(rename_all = "camelCase")]
+    Settle {
+        services: Vec<String>,
+        color_label: String,
+        color: String,
+        seconds: u64,
     },
     /// Stop here: the pipeline observes the cluster again and plans the rest (after a
     /// wait that precedes a switch, so the switch is planned from fresh state).
@@ -139,6 +157,7 @@ impl Step {
                 | Step::ScaleDeployment { .. }
                 | Step::CreateDeployment { .. }
                 | Step::PatchService { .. }
+                | Step::PatchHpa { .. }
                 | Step::CreateEvent { .. }
         )
     }
@@ -169,6 +188,7 @@ impl Step {
                 services,
                 deployment,
                 color,
+                ..
             } => {
                 format!(
                     "wait until {} serve only {color} ({deployment}) pods",
@@ -180,6 +200,12 @@ impl Step {
                 )
             }
             Step::Replan { why } => format!("observe again and plan the rest: {why}"),
+            Step::PatchHpa { hpa, why, .. } => {
+                format!("patch horizontalpodautoscaler/{hpa}: {why}")
+            }
+            Step::Settle { seconds, color, .. } => {
+                format!("watch for {seconds}s that no one switches the Services back from {color}")
+            }
             Step::Delay { seconds, color, .. } => {
                 format!("wait {seconds}s, then check traffic is still on {color}")
             }

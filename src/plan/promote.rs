@@ -7,7 +7,10 @@ use super::checks::{
     refuse_recent_outside_switch, require_two_slots, services_agree, slot_by_color,
     where_services_point,
 };
-use super::steps::{active_service_names, delay_step, follow_preview, scale_step, switch};
+use super::steps::{
+    active_service_names, delay_step, follow_preview, live_replicas, move_hpa, scale_step,
+    settle_step, switch,
+};
 use super::{Action, Actor, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role, Slot};
@@ -19,6 +22,23 @@ pub struct PromoteRequest {
     pub allow_fewer: bool,
     /// `--scale-down-old[=DELAY]`.
     pub scale_down_old: Option<Duration>,
+    /// `--settle`: how long to watch for a switch put back by another manager (default:
+    /// `DEFAULT_SETTLE` when a GitOps owner is detected, else none).
+    pub settle: Option<Duration>,
+}
+
+/// The settle period when a GitOps tool owns the app (it may sync the old selector back).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(5);
+
+/// The settle period for `app`: the flag, else `DEFAULT_SETTLE` under a GitOps owner.
+pub(super) fn settle_secs(app: &App, settle: Option<Duration>) -> u64 {
+    settle
+        .unwrap_or(if app.owner.is_some() {
+            DEFAULT_SETTLE
+        } else {
+            Duration::ZERO
+        })
+        .as_secs()
 }
 
 pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
@@ -82,8 +102,11 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
             "partially switched ({}): finishing the switch to {forward}",
             where_services_point(app)
         ));
-        plan.preconditions
-            .push(check_available(to, from.desired, req.allow_fewer)?);
+        plan.preconditions.push(check_available(
+            to,
+            live_replicas(app, from),
+            req.allow_fewer,
+        )?);
         check_switchable(app, to)?;
         // The history is recorded by the state Service's patch, unless it already was.
         let recorded = last.is_some_and(|h| {
@@ -91,6 +114,8 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         });
         plan.steps
             .extend(switch(app, Action::Promote, from, to, actor, !recorded)?);
+        plan.steps
+            .extend(settle_step(app, &to.color, settle_secs(app, req.settle)));
         scale_down_after(&mut plan, app, req, from, to);
         return Ok(plan);
     }
@@ -125,9 +150,11 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
             services: active_service_names(app),
             deployment: active.deployment.clone(),
             color: live.clone(),
+            color_label: app.color_label.clone(),
         });
         if let Some(old) = other {
             plan.steps.extend(follow_preview(app, &old.color));
+            plan.steps.extend(move_hpa(app, old, active));
             scale_down_after(&mut plan, app, req, old, active);
         }
         return Ok(plan);
@@ -158,13 +185,21 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         "all {} Service(s) agree traffic is on {live}",
         app.services.len()
     ));
-    plan.preconditions
-        .push(check_available(target, active.desired, req.allow_fewer)?);
+    plan.preconditions.push(check_available(
+        target,
+        live_replicas(app, active),
+        req.allow_fewer,
+    )?);
     check_switchable(app, target)?;
     plan.from = Some(live.clone());
     plan.to = Some(target.color.clone());
     plan.steps
         .extend(switch(app, Action::Promote, active, target, actor, true)?);
+    plan.steps.extend(settle_step(
+        app,
+        &target.color,
+        settle_secs(app, req.settle),
+    ));
     scale_down_after(&mut plan, app, req, active, target);
     Ok(plan)
 }

@@ -2,7 +2,7 @@
 //! when the app has one), sized like the live slot, then a wait until it is rolled out.
 
 use super::checks::{check_not_live, live_color, refuse_partial, require_two_slots, slot_by_color};
-use super::steps::copy_as_slot;
+use super::steps::{copy_as_slot, live_replicas};
 use super::{Action, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role};
@@ -94,7 +94,8 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
             ),
         )
     })?;
-    let replicas = req.replicas.unwrap_or(active.desired);
+    // Sized like the live slot now (with an HPA, what it scaled the live slot to).
+    let replicas = req.replicas.unwrap_or(live_replicas(app, active));
     let mut plan = Plan {
         action: Action::SetImage,
         app: app.name.clone(),

@@ -67,7 +67,41 @@ pub(super) fn switch_annotations(
     history.truncate(HISTORY_LIMIT);
     let history = serde_json::to_string(&history)
         .map_err(|e| Error::Other(format!("cannot encode history: {e}")))?;
-    Ok(json!({model::PREVIOUS_COLOR_ANNOTATION: from.color, model::HISTORY_ANNOTATION: history}))
+    let mut annotations =
+        json!({model::PREVIOUS_COLOR_ANNOTATION: from.color, model::HISTORY_ANNOTATION: history});
+    // The HPA the switch moves is named, so that status notices if it goes missing.
+    if let Some(h) = app.hpas.first() {
+        annotations[model::HPA_ANNOTATION] = json!(h.name);
+    }
+    Ok(annotations)
+}
+
+/// The HPA follows the live slot: an HPA on `from` (when `to` has none of its own) is
+/// pointed at `to`, guarded by its resourceVersion, its bounds kept. With one HPA per
+/// slot, each stays with its slot (the old one idles once its slot is at 0).
+pub(super) fn move_hpa(app: &App, from: &Slot, to: &Slot) -> Option<Step> {
+    if app.hpas.iter().any(|h| h.color == to.color) {
+        return None;
+    }
+    let h = app.hpas.iter().find(|h| h.color == from.color)?;
+    Some(Step::PatchHpa {
+        hpa: h.name.clone(),
+        patch: json!({"metadata": {"resourceVersion": h.resource_version}, "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": to.deployment}}}),
+        why: format!(
+            "the HPA follows the live slot: {} → {} (min {}, max {} kept)",
+            from.deployment, to.deployment, h.min_replicas, h.max_replicas
+        ),
+    })
+}
+
+/// The replicas a slot that takes over from `live` must offer: the live slot's count, or
+/// what its HPA wants now if that is more.
+pub(super) fn live_replicas(app: &App, live: &Slot) -> i32 {
+    app.hpas
+        .iter()
+        .filter(|h| h.color == live.color)
+        .map(|h| h.desired_replicas.max(h.current_replicas))
+        .fold(live.desired, i32::max)
 }
 
 /// A history entry without a switch (an abort before any promote), written on the state
@@ -186,9 +220,22 @@ pub(super) fn switch(
         services: active_service_names(app),
         deployment: to.deployment.clone(),
         color: to.color.clone(),
+        color_label: app.color_label.clone(),
     });
     steps.extend(follow_preview(app, &from.color));
+    steps.extend(move_hpa(app, from, to));
     Ok(steps)
+}
+
+/// After a switch, watch the Services for `seconds`: a selector put back by another
+/// manager (a GitOps tool syncing the old state) is caught and reported (exit 9).
+pub(super) fn settle_step(app: &App, color: &str, seconds: u64) -> Option<Step> {
+    (seconds > 0).then(|| Step::Settle {
+        services: active_service_names(app),
+        color_label: app.color_label.clone(),
+        color: color.to_string(),
+        seconds,
+    })
 }
 
 pub(super) fn delay_step(app: &App, delay: Duration, color: &str) -> Step {

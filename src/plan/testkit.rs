@@ -48,6 +48,8 @@ pub fn kinds(plan: &Plan) -> Vec<String> {
             Step::WaitServing { deployment, .. } => format!("wait serving {deployment}"),
             Step::Delay { seconds, .. } => format!("delay {seconds}"),
             Step::Replan { .. } => "replan".to_string(),
+            Step::PatchHpa { hpa, .. } => format!("patch hpa/{hpa}"),
+            Step::Settle { seconds, .. } => format!("settle {seconds}"),
         })
         .collect()
 }

@@ -54,6 +54,7 @@ fn past_tense(action: &str) -> String {
         "abort" => "aborted".into(),
         "init" => "adopted".into(),
         "abort-preview" => "preview aborted".into(),
+        "reverted" => "reverted".into(),
         other => other.to_string(),
     }
 }
@@ -111,6 +112,26 @@ pub fn render(app: &App, context: &str, now: jiff::Timestamp, wide: bool, style:
     match &app.last_switch {
         Some(h) => out.push_str(&format!("Last switch: {}\n", describe_switch(h, now))),
         None => out.push_str("Last switch: none recorded\n"),
+    }
+    for h in &app.hpas {
+        out.push_str(&format!(
+            "HPA: {} → {} ({}), min {} max {}, {} current / {} desired\n",
+            h.name,
+            h.target,
+            h.color,
+            h.min_replicas,
+            h.max_replicas,
+            h.current_replicas,
+            h.desired_replicas
+        ));
+    }
+    if let Some(o) = &app.owner {
+        out.push_str(&format!(
+            "Managed by: {} ({}); a release changes under it: {}\n",
+            o.tool,
+            o.evidence,
+            o.fields.join(", ")
+        ));
     }
     out.push('\n');
     if app.slots.is_empty() {

@@ -40,16 +40,28 @@ fn deployment_writes(world: &World) -> Vec<String> {
         .collect()
 }
 
+/// Another operator's edit: read, change, write back (again if a controller wrote first).
+fn edit(world: &World, plural: &str, name: &str, change: impl Fn(&mut Value)) {
+    for _ in 0..20 {
+        let mut o = world.sim.get(plural, "default", name).unwrap();
+        change(&mut o);
+        if world.sim.apply_object("default", o).is_ok() {
+            return;
+        }
+    }
+    panic!("could not edit {plural}/{name}");
+}
+
 fn set_selector(world: &World, svc: &str, color: &str) {
-    let mut s = world.sim.get("services", "default", svc).unwrap();
-    s["spec"]["selector"][COLOR] = json!(color);
-    world.sim.apply_object("default", s).unwrap();
+    edit(world, "services", svc, |s| {
+        s["spec"]["selector"][COLOR] = json!(color)
+    });
 }
 
 fn set_image(world: &World, deployment: &str, image: &str) {
-    let mut d = world.sim.get("deployments", "default", deployment).unwrap();
-    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-    world.sim.apply_object("default", d).unwrap();
+    edit(world, "deployments", deployment, |d| {
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image)
+    });
 }
 
 /// Waits until the plugin's request log shows `what` (e.g. a write to a path).

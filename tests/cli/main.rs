@@ -9,6 +9,7 @@
 pub mod adopt;
 mod connect;
 mod findings;
+mod gitops;
 mod golden;
 mod krew;
 mod plugin;
