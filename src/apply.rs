@@ -67,6 +67,31 @@ pub struct Applier<'a> {
 /// patch that tests the generation (`tests_generation`: the API server answers a failed
 /// `test` operation with 422 and a generic message, so the status and the patch kind
 /// decide, not the text).
+/// Writes are guarded, so a write answered 500/502/503/504 is retried (twice, after a
+/// short pause): if the first attempt did land, the retry trips its guard (409) and the
+/// pipeline re-plans from what the cluster shows.
+async fn with_retry<T, F, Fut>(mut write: F) -> std::result::Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+{
+    let mut attempt = 0u64;
+    loop {
+        match write().await {
+            Err(kube::Error::Api(s)) if matches!(s.code, 500 | 502 | 503 | 504) && attempt < 2 => {
+                attempt += 1;
+                tracing::info!(
+                    code = s.code,
+                    attempt,
+                    "transient error on a write: retrying"
+                );
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn conflict_or(e: kube::Error, action: String, tests_generation: bool) -> Error {
     match &e {
         kube::Error::Api(s) if s.code == 409 => Error::Conflict(
@@ -272,8 +297,9 @@ impl Applier<'_> {
             Step::PatchDeployment {
                 deployment, patch, ..
             } => {
-                let d = deploys
-                    .patch(deployment, &self.params(), &Patch::Strategic(patch))
+                let params = self.params();
+                let body = Patch::Strategic(patch);
+                let d = with_retry(|| deploys.patch(deployment, &params, &body))
                     .await
                     .map_err(|e| conflict_or(e, format!("patch deployment {deployment}"), false))?;
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
@@ -283,8 +309,9 @@ impl Applier<'_> {
             } => {
                 let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| Error::Other(format!("bad planned patch: {e}")))?;
-                let d = deploys
-                    .patch(deployment, &self.params(), &Patch::<()>::Json(ops))
+                let params = self.params();
+                let body = Patch::<()>::Json(ops);
+                let d = with_retry(|| deploys.patch(deployment, &params, &body))
                     .await
                     .map_err(|e| conflict_or(e, format!("scale deployment {deployment}"), true))?;
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
@@ -294,14 +321,18 @@ impl Applier<'_> {
             } => {
                 let d: Deployment = serde_json::from_value(body.clone())
                     .map_err(|e| Error::Other(format!("bad planned deployment: {e}")))?;
-                let d = deploys.create(&self.post_params(), &d).await.map_err(|e| {
-                    conflict_or(e, format!("create deployment {deployment}"), false)
-                })?;
+                let params = self.post_params();
+                let d = with_retry(|| deploys.create(&params, &d))
+                    .await
+                    .map_err(|e| {
+                        conflict_or(e, format!("create deployment {deployment}"), false)
+                    })?;
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::PatchService { service, patch, .. } => {
-                let s = services
-                    .patch(service, &self.params(), &Patch::Merge(patch))
+                let params = self.params();
+                let body = Patch::Merge(patch);
+                let s = with_retry(|| services.patch(service, &params, &body))
                     .await
                     .map_err(|e| conflict_or(e, format!("patch service {service}"), false))?;
                 self.record(step, status, dry.then(|| summary_of_service(&s)));
@@ -396,7 +427,9 @@ impl Applier<'_> {
             Step::PatchHpa { hpa, patch, .. } => {
                 let hpas: Api<HorizontalPodAutoscaler> =
                     Api::namespaced(self.client.clone(), self.namespace);
-                hpas.patch(hpa, &self.params(), &Patch::Merge(patch))
+                let params = self.params();
+                let body = Patch::Merge(patch);
+                with_retry(|| hpas.patch(hpa, &params, &body))
                     .await
                     .map_err(|e| {
                         conflict_or(e, format!("patch horizontalpodautoscaler {hpa}"), false)

@@ -4,8 +4,8 @@
 //! record the abort and scale the preview down (never a live slot).
 
 use super::checks::{
-    check_available, check_not_live, live_color, partial_directions, require_two_slots,
-    services_agree, slot_by_color, where_services_point,
+    check_available, check_not_live, live_color, partial_directions, refuse_recent_outside_switch,
+    require_two_slots, services_agree, slot_by_color, where_services_point,
 };
 use super::promote::settle_secs;
 use super::steps::{
@@ -125,6 +125,7 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         };
         plan.from = Some(live.clone());
         plan.to = Some(prev.color.clone());
+        refuse_recent_outside_switch(app, &actor.now)?;
         if !bring_back(&mut plan, prev, live_replicas(app, current).max(1))? {
             return Ok(plan);
         }

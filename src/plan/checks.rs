@@ -205,7 +205,7 @@ pub(super) fn refuse_recent_outside_switch(app: &App, now: &str) -> Result<()> {
             return Err(Error::Conflict(
                 Reason::ChangedMeanwhile,
                 format!(
-                    "Service {} was switched to {} by {who} {}s ago, outside kubectl-bluegreen: another release may be under way; check `kubectl bluegreen status {}`, then pass --to COLOR to say which slot to promote",
+                    "Service {} was switched to {} by {who} {}s ago, outside kubectl-bluegreen: another release may be under way; check `kubectl bluegreen status {}` (a promote can name its target with --to COLOR; otherwise re-run once the switch is {RECENT_SWITCH_SECS}s old)",
                     s.name,
                     s.color.as_deref().unwrap_or("(none)"),
                     now.as_second() - at.as_second(),

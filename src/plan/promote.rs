@@ -435,7 +435,11 @@ mod tests {
         );
         let plan = promote(&app, &PromoteRequest::default(), &actor()).unwrap();
         assert_eq!(plan.outcome, Outcome::Finish);
-        assert_eq!(kinds(&plan), ["patch svc/shop-grpc", "wait serving b"]);
+        assert_eq!(
+            kinds(&plan),
+            ["patch svc/shop-grpc", "event Promoted", "wait serving b"],
+            "the interrupted run may have died before its Event: this one records it"
+        );
 
         // Rule 1 holds on this path too: a green slot at 0 replicas gets no traffic.
         let (app, _) = app_of(

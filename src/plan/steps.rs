@@ -172,9 +172,10 @@ pub(super) fn follow_preview(app: &App, other: &str) -> Option<Step> {
 }
 
 /// Traffic from `from` to `to` (rule 1 is the caller's check): every active Service
-/// switched, the history recorded on the state Service's patch and an Event when
-/// `record` (a new switch, not the finish of one), the wait until the endpoints serve
-/// only `to`, then the preview Service following `from`.
+/// switched, the history recorded on the state Service's patch when `record` (a new
+/// switch, not the finish of one), an Event whenever a Service is switched by this plan
+/// (a finishing re-run cannot know whether the interrupted one recorded it), the wait
+/// until the endpoints serve only `to`, then the preview Service following `from`.
 pub(super) fn switch(
     app: &App,
     action: Action,
@@ -192,7 +193,7 @@ pub(super) fn switch(
         (_, false) => "finish the switch",
     };
     let mut steps = switch_services(app, &to.color, state, why);
-    if record {
+    if !steps.is_empty() {
         let (kind, reason, message) = match action {
             Action::Abort => (
                 "Warning",

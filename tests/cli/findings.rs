@@ -189,7 +189,9 @@ async fn a_concurrent_switch_stops_the_promote_instead_of_reversing_it() {
     assert!(
         out.stderr
             .contains("Service shop was switched from blue to green meanwhile by bluegreen-sim")
-            || out.stderr.contains("Service shop was switched to green by bluegreen-sim"),
+            || out
+                .stderr
+                .contains("Service shop was switched to green by bluegreen-sim"),
         "names who changed it (managedFields): {out:?}"
     );
     assert_eq!(
