@@ -19,10 +19,11 @@
 //! `error trying to reach service: dial tcp IP:PORT: connect: connection refused`.
 //! Authorization is RBAC's and the faults' `get` (POST `create`, PUT `update`, ...) on
 //! `services/proxy` / `pods/proxy`; a fault naming an object matches the Service or pod
-//! name without scheme and port.
+//! name without scheme and port. Proxy errors carry no `Retry-After` header, as upstream
+//! (clients that retry every 503, like kube-rs's default retry layer, still do).
 
 use super::filters::{self, Attributes, Who};
-use super::http::{ApiRequest, Body, error_response, full};
+use super::http::{ApiRequest, Body, full, json_response};
 use crate::cluster::Cluster;
 use crate::error::{ApiError, ApiResult};
 use crate::resources;
@@ -124,7 +125,9 @@ pub(super) async fn serve(
 ) -> Response<Body> {
     match serve_inner(c, who, req, p).await {
         Ok(r) => r,
-        Err(e) => error_response(&e),
+        // Upstream's proxy errors carry no Retry-After (their Status has no
+        // retryAfterSeconds), unlike the server's own 429/503s.
+        Err(e) => json_response(e.code, &e.to_status()),
     }
 }
 
