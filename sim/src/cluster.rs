@@ -83,16 +83,20 @@ impl Fault {
     }
 
     /// Parses the `--fault` flag: `VERB:RESOURCE=CODE[xN][@RATE]` or
-    /// `VERB:RESOURCE=seq:CODE,CODE,...` (0 passes) or `VERB:RESOURCE=forbidden`.
+    /// `VERB:RESOURCE=seq:CODE,CODE,...` (0 passes) or `VERB:RESOURCE=forbidden`; RESOURCE is
+    /// `plural[/subresource][/name]` (`services/proxy/shop`, `deployments/scale`).
     pub fn parse(spec: &str) -> Result<Fault, String> {
         let (target, what) = spec
             .split_once('=')
             .ok_or("expected VERB:RESOURCE=ACTION")?;
         let (verb, resource) = target.split_once(':').ok_or("expected VERB:RESOURCE")?;
-        let (resource, name) = match resource.split_once('/') {
-            Some((r, n)) if !["status", "scale"].contains(&n) => {
-                (r.to_string(), Some(n.to_string()))
-            }
+        // `RESOURCE[/SUBRESOURCE][/NAME]`.
+        let subs = ["status", "scale", "proxy"];
+        let (resource, name) = match resource.splitn(3, '/').collect::<Vec<_>>().as_slice() {
+            [r, s] if subs.contains(s) => (format!("{r}/{s}"), None),
+            [r, n] => (r.to_string(), Some(n.to_string())),
+            [r, s, n] if subs.contains(s) => (format!("{r}/{s}"), Some(n.to_string())),
+            [r, n, rest] => (r.to_string(), Some(format!("{n}/{rest}"))),
             _ => (resource.to_string(), None),
         };
         let mut f = Fault::new(verb, &resource, FaultAction::Status(500));
@@ -214,6 +218,10 @@ pub struct Cluster {
     rbac: RwLock<Option<Vec<PolicyRule>>>,
     /// Set once by `enable_traffic`; the controller loop then runs the traffic plane.
     traffic_enabled: std::sync::atomic::AtomicBool,
+    /// Where each pod's HTTP server answers (pod uid → loopback address), as the traffic
+    /// plane publishes it; the Service proxies and the API server's proxy subresources
+    /// dial these. Empty while the plane is off: no pod answers.
+    pod_servers: RwLock<std::collections::HashMap<String, std::net::SocketAddr>>,
     controllers_paused: std::sync::atomic::AtomicBool,
     /// Replica counts HorizontalPodAutoscalers recommend, by (namespace, name), as if the
     /// load had changed (the sim has no metrics; without one an HPA keeps the current count).
@@ -236,6 +244,7 @@ impl Cluster {
             request_seq: std::sync::atomic::AtomicU64::new(0),
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
+            pod_servers: RwLock::new(Default::default()),
             controllers_paused: std::sync::atomic::AtomicBool::new(false),
             hpa_recommendations: Mutex::new(Default::default()),
         }
@@ -384,6 +393,24 @@ impl Cluster {
         self.traffic_enabled.load(Ordering::SeqCst)
     }
 
+    /// Where the pod (by uid) answers HTTP, if its server runs (traffic plane on, pod
+    /// Ready once and not crashed or gone since).
+    pub fn pod_server(&self, uid: &str) -> Option<std::net::SocketAddr> {
+        self.pod_servers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(uid)
+            .copied()
+    }
+
+    /// The traffic plane publishes its running pod servers (replacing the last list).
+    pub fn set_pod_servers(
+        &self,
+        servers: std::collections::HashMap<String, std::net::SocketAddr>,
+    ) {
+        *self.pod_servers.write().unwrap_or_else(|e| e.into_inner()) = servers;
+    }
+
     /// Restricts the user to these rules (None: everything allowed).
     pub fn set_rbac(&self, rules: Option<Vec<PolicyRule>>) {
         *self.rbac.write().unwrap_or_else(|e| e.into_inner()) = rules;
@@ -470,6 +497,12 @@ mod tests {
         assert!(f.verb.is_none() && f.resource.as_deref() == Some("deployments/scale"));
         let f = Fault::parse("get:services/shop=forbidden").unwrap();
         assert_eq!(f.name.as_deref(), Some("shop"));
+        let f = Fault::parse("get:services/proxy=503").unwrap();
+        assert_eq!(f.resource.as_deref(), Some("services/proxy"));
+        assert!(f.name.is_none());
+        let f = Fault::parse("get:pods/proxy/web-1=500").unwrap();
+        assert_eq!(f.resource.as_deref(), Some("pods/proxy"));
+        assert_eq!(f.name.as_deref(), Some("web-1"));
         assert!(Fault::parse("nonsense").is_err());
     }
 

@@ -105,6 +105,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "kind": r.kind,
                 "verbs": ["get", "patch", "update"],
             });
+            if *sub == "proxy" {
+                // Upstream: PodProxyOptions / ServiceProxyOptions, every method.
+                s["kind"] = json!(format!("{}ProxyOptions", r.kind));
+                s["verbs"] = json!(["create", "delete", "get", "patch", "update"]);
+            }
             if *sub == "scale" {
                 s["group"] = json!("autoscaling");
                 s["version"] = json!("v1");

@@ -7,7 +7,8 @@
 //!
 //! Dependencies run one way (no module cycles): `server` (the request path) and
 //! `controllers` (the loop) on top; `traffic`, `table` and `ops` (the API verbs) below
-//! them; then `cluster` and `store`; `resources`, `selector`, `semantics`, `patch`,
+//! them, with `images` (the image convention both the kubelet and the traffic plane
+//! follow); then `cluster` and `store`; `resources`, `selector`, `semantics`, `patch`,
 //! `error`, `discovery` and `proto` at the bottom.
 //!
 //! ```no_run
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod controllers;
 pub mod discovery;
 pub mod error;
+pub mod images;
 pub mod managed;
 pub mod ops;
 pub mod patch;

@@ -91,7 +91,7 @@ pub static RESOURCES: &[ResourceType] = &[
         namespaced: true,
         short_names: &["po"],
         verbs: RW,
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         storage: "pods",
         has_generation: false,
         status_subresource: true,
@@ -108,7 +108,7 @@ pub static RESOURCES: &[ResourceType] = &[
         verbs: &[
             "create", "delete", "get", "list", "patch", "update", "watch",
         ],
-        subresources: &["status"],
+        subresources: &["status", "proxy"],
         storage: "services",
         has_generation: false,
         status_subresource: true,

@@ -1,5 +1,6 @@
 //! The traffic plane (opt-in): every Ready pod answers HTTP on its own loopback port with
-//! its name, image and labels; every Service with a selector gets a loopback proxy, its
+//! its name, image, labels and the request's method and path; every Service with a
+//! selector gets a loopback proxy, its
 //! address published in the `sim.bluegreen.io/proxy` annotation, that forwards each
 //! connection to a ready endpoint (or, with none, a serving terminating one) taken from the Service's EndpointSlices as they are at
 //! that moment — already lagging pod changes by the propagation delay — as kube-proxy
@@ -7,11 +8,26 @@
 //! only when it is gone, i.e. after its termination grace period; so scaling old pods
 //! down before the endpoints moved loses requests, exactly as on a real cluster.
 //!
+//! A pod's server answers as its first container's image says ([`crate::images`]): 200
+//! on every path; an `http500` image 500 on every path but its readiness path; a
+//! `failafter` image 500 on every path from the moment it fails, and when it crashes its
+//! server goes (connections reset) and a new one starts once the restarted container is
+//! Ready again. Pods that never became Ready (`crashloop`, `pullfail`, `neverready`,
+//! still starting) have no server: connecting is refused. The plane publishes where each
+//! pod answers in the cluster ([`Cluster::pod_server`]), which the Service proxies and
+//! the API server's `pods/proxy` and `services/proxy` subresources dial.
+//!
 //! The controller loop owns the [`TrafficPlane`] and reconciles it after each round once
-//! `Cluster::enable_traffic` was called; the cluster itself knows only that flag.
+//! `Cluster::enable_traffic` was called; the cluster itself knows only that flag and the
+//! published addresses. While the plane is off no pod answers at all.
 
 use crate::cluster::Cluster;
+use crate::images::{self, Behaviour};
 use crate::store::{name_of, ns_of, uid_of};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,12 +35,15 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub const PROXY_ANNOTATION: &str = "sim.bluegreen.io/proxy";
 
 struct Running {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// A pod server: the first container's restartCount it runs for (a restart ends it).
+    restarts: i64,
 }
 
 impl Drop for Running {
@@ -34,14 +53,12 @@ impl Drop for Running {
     }
 }
 
-/// Pod uid → its server; shared with the proxies, which look up where a pod answers.
-type PodServers = Arc<Mutex<HashMap<String, Running>>>;
-
 /// The running servers and proxies. Owned by the controller loop (created once
 /// `Cluster::enable_traffic` was called); dropping it stops them all.
 #[derive(Default)]
 pub struct TrafficPlane {
-    pods: PodServers,
+    /// Pod uid → its server.
+    pods: Mutex<HashMap<String, Running>>,
     /// (namespace, Service name) → its proxy.
     proxies: Mutex<HashMap<(String, String), Running>>,
 }
@@ -60,62 +77,102 @@ fn is_ready(p: &Value) -> bool {
     })
 }
 
-/// Answers HTTP/1.1 requests (keep-alive) with the pod's identity until aborted.
-async fn serve_pod(listener: TcpListener, body: Arc<Vec<u8>>) {
+/// The restartCount of the pod's first container.
+fn first_restarts(p: &Value) -> i64 {
+    p["status"]["containerStatuses"][0]["restartCount"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
+/// What one pod's server answers: its first container, by the image convention.
+struct App {
+    identity: Value,
+    behaviour: Behaviour,
+    readiness_path: String,
+    /// `failafter`: from when every answer is 500.
+    fails_at: Option<Instant>,
+    /// `failafter`: from when the container is gone (connections are closed unanswered).
+    crashes_at: Option<Instant>,
+}
+
+impl App {
+    fn answer(&self, method: &str, path_and_query: &str) -> Option<(u16, Vec<u8>)> {
+        let now = Instant::now();
+        if self.crashes_at.is_some_and(|t| now >= t) {
+            return None;
+        }
+        let path = path_and_query.split('?').next().unwrap_or("/");
+        let failing = self.fails_at.is_some_and(|t| now >= t);
+        let mut body = self.identity.clone();
+        body["method"] = json!(method);
+        body["path"] = json!(path_and_query);
+        let code = if failing {
+            body["error"] = json!("failafter: the container failed");
+            500
+        } else if self.behaviour == Behaviour::Http500 && path != self.readiness_path {
+            body["error"] = json!(format!(
+                "http500: every path but {} answers 500",
+                self.readiness_path
+            ));
+            500
+        } else {
+            200
+        };
+        Some((code, serde_json::to_vec(&body).unwrap_or_default()))
+    }
+}
+
+/// Answers HTTP/1.1 requests (keep-alive) as the pod's app until aborted.
+async fn serve_pod(listener: TcpListener, app: Arc<App>) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let body = body.clone();
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
         conns.spawn(async move {
-            let (r, mut w) = stream.into_split();
-            let mut r = BufReader::new(r);
-            loop {
-                // Read one request: headers up to the blank line (GET has no body).
-                let mut line = String::new();
-                let mut saw_request = false;
-                loop {
-                    line.clear();
-                    match r.read_line(&mut line).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    let method = req.method().to_string();
+                    let pq = req
+                        .uri()
+                        .path_and_query()
+                        .map(|p| p.as_str().to_string())
+                        .unwrap_or_else(|| "/".into());
+                    // Read the request body in full, so keep-alive stays in step.
+                    let _ = req.into_body().collect().await;
+                    match app.answer(&method, &pq) {
+                        // A crashed container: the connection closes unanswered.
+                        None => Err(std::io::Error::other("container crashed")),
+                        Some((code, body)) => Ok(Response::builder()
+                            .status(code)
+                            .header("Content-Type", "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .expect("response")),
                     }
-                    if line == "\r\n" || line == "\n" {
-                        break;
-                    }
-                    saw_request = true;
                 }
-                if !saw_request {
-                    continue;
-                }
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
-                if w.write_all(head.as_bytes()).await.is_err() || w.write_all(&body).await.is_err() {
-                    return;
-                }
-            }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
         while conns.try_join_next().is_some() {}
     }
 }
 
 /// Forwards each accepted connection to a ready endpoint of the Service.
-async fn serve_proxy(
-    listener: TcpListener,
-    cluster: Weak<Cluster>,
-    pods: Weak<Mutex<HashMap<String, Running>>>,
-    ns: String,
-    svc: String,
-) {
+async fn serve_proxy(listener: TcpListener, cluster: Weak<Cluster>, ns: String, svc: String) {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let Ok((mut client, _)) = listener.accept().await else {
             continue;
         };
-        let (Some(c), Some(pods)) = (cluster.upgrade(), pods.upgrade()) else {
+        let Some(c) = cluster.upgrade() else {
             return;
         };
-        let target = pick_endpoint(&c, &pods, &ns, &svc);
+        let target = pick_endpoint(&c, &ns, &svc);
         conns.spawn(async move {
             let Some(addr) = target else { return };
             // A refused connection (the pod is gone) resets the client: a lost request.
@@ -147,12 +204,7 @@ pub fn routable(endpoints: &[Value]) -> Vec<String> {
 }
 
 /// A random routable endpoint of the Service, as its EndpointSlices say now.
-fn pick_endpoint(
-    c: &Cluster,
-    servers: &Mutex<HashMap<String, Running>>,
-    ns: &str,
-    svc: &str,
-) -> Option<SocketAddr> {
+fn pick_endpoint(c: &Cluster, ns: &str, svc: &str) -> Option<SocketAddr> {
     let endpoints: Vec<Value> = c
         .store
         .scan("endpointslices", Some(ns), |s| {
@@ -168,27 +220,29 @@ fn pick_endpoint(
     if pods.is_empty() {
         return None;
     }
-    let servers = servers.lock().unwrap_or_else(|e| e.into_inner());
     let uid = &pods[rand::random_range(0..pods.len())];
     // The endpoint may name a pod whose server is gone: connecting then fails, as a
     // stale iptables rule to a dead pod would.
     Some(
-        servers
-            .get(uid)
-            .map(|r| r.addr)
+        c.pod_server(uid)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9))),
     )
 }
 
 impl TrafficPlane {
     /// Starts servers for newly Ready pods and proxies for new Services; stops those
-    /// whose objects are gone. Called from the controller loop.
-    pub fn reconcile(&self, c: &Arc<Cluster>) {
+    /// whose objects are gone, and the servers of containers that restarted. Called from
+    /// the controller loop, which knows when the kubelet started each pod (`started`, by
+    /// uid: where a `failafter` container is in its life).
+    pub fn reconcile(&self, c: &Arc<Cluster>, started: &dyn Fn(&str) -> Option<Instant>) {
         let pods = c.store.list("pods", None).0;
         {
             let mut servers = self.pods.lock().unwrap_or_else(|e| e.into_inner());
-            let live: std::collections::HashSet<&str> = pods.iter().map(uid_of).collect();
-            servers.retain(|uid, _| live.contains(uid.as_str()));
+            let live: HashMap<&str, &Value> = pods.iter().map(|p| (uid_of(p), p)).collect();
+            servers.retain(|uid, r| {
+                live.get(uid.as_str())
+                    .is_some_and(|p| first_restarts(p) == r.restarts)
+            });
             let new: Vec<&Value> = pods
                 .iter()
                 .filter(|p| is_ready(p) && !servers.contains_key(uid_of(p)))
@@ -197,15 +251,23 @@ impl TrafficPlane {
                 let Ok((listener, addr)) = bind() else {
                     continue;
                 };
-                let body = json!({
-                    "pod": name_of(p),
-                    "image": p["spec"]["containers"][0]["image"],
-                    "labels": p["metadata"]["labels"],
-                });
-                let body = Arc::new(serde_json::to_vec(&body).unwrap_or_default());
-                let task = tokio::spawn(serve_pod(listener, body));
-                servers.insert(uid_of(p).to_string(), Running { addr, task });
+                let app = Arc::new(app_of(p, started(uid_of(p))));
+                let task = tokio::spawn(serve_pod(listener, app));
+                servers.insert(
+                    uid_of(p).to_string(),
+                    Running {
+                        addr,
+                        task,
+                        restarts: first_restarts(p),
+                    },
+                );
             }
+            c.set_pod_servers(
+                servers
+                    .iter()
+                    .map(|(uid, r)| (uid.clone(), r.addr))
+                    .collect(),
+            );
         }
         let services = c.store.list("services", None).0;
         let mut proxies = self.proxies.lock().unwrap_or_else(|e| e.into_inner());
@@ -229,11 +291,17 @@ impl TrafficPlane {
                     let task = tokio::spawn(serve_proxy(
                         listener,
                         Arc::downgrade(c),
-                        Arc::downgrade(&self.pods),
                         key.0.clone(),
                         key.1.clone(),
                     ));
-                    proxies.insert(key.clone(), Running { addr, task });
+                    proxies.insert(
+                        key.clone(),
+                        Running {
+                            addr,
+                            task,
+                            restarts: 0,
+                        },
+                    );
                     addr
                 }
             };
@@ -257,6 +325,28 @@ impl TrafficPlane {
                 );
             }
         }
+    }
+}
+
+/// The app a Ready pod's server runs: its first container's image, and for `failafter`
+/// the current run's failure and crash times (the kubelet's clock: `started`).
+fn app_of(p: &Value, started: Option<Instant>) -> App {
+    let ctr = &p["spec"]["containers"][0];
+    let behaviour = Behaviour::of(ctr["image"].as_str().unwrap_or(""));
+    let cycle = match (behaviour, started) {
+        (Behaviour::FailAfter(after), Some(t)) => Some(images::cycle(t, after, Instant::now())),
+        _ => None,
+    };
+    App {
+        identity: json!({
+            "pod": name_of(p),
+            "image": ctr["image"],
+            "labels": p["metadata"]["labels"],
+        }),
+        behaviour,
+        readiness_path: images::readiness_path(ctr),
+        fails_at: cycle.map(|c| c.fails_at),
+        crashes_at: cycle.map(|c| c.crashes_at),
     }
 }
 

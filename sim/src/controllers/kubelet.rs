@@ -3,13 +3,15 @@
 //! terminating pods after their grace period. State: when each pod started, became Ready
 //! and began terminating.
 //!
-//! Image convention (documented in the README): an image reference containing
-//! `crashloop` runs but crash-loops (CrashLoopBackOff), one containing `pullfail` never
-//! pulls (ErrImagePull / ImagePullBackOff), one containing `neverready` runs and never
-//! passes its readiness probe. Any other image becomes Ready after `pod_ready_after`.
+//! Container statuses follow the image convention of [`crate::images`]: `crashloop`,
+//! `pullfail`, `neverready`, `http500` (Ready; only its HTTP answers are wrong) and
+//! `failafter-<duration>` (Ready, then not ready, then restarted: restartCount grows,
+//! `lastState.terminated` tells the crash). Any other image becomes Ready after
+//! `pod_ready_after`.
 
 use super::shared::{earliest, fnv32a, terminating};
 use crate::cluster::{Cluster, Timing};
+use crate::images::{self, Behaviour};
 use crate::store::{name_of, now_rfc3339, ns_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -30,24 +32,10 @@ impl KubeletState {
     pub(super) fn ready_since(&self, uid: &str) -> Option<Instant> {
         self.ready_since.get(uid).copied()
     }
-}
 
-enum ImageBehaviour {
-    Normal,
-    CrashLoop,
-    PullFail,
-    NeverReady,
-}
-
-fn behaviour(image: &str) -> ImageBehaviour {
-    if image.contains("crashloop") {
-        ImageBehaviour::CrashLoop
-    } else if image.contains("pullfail") {
-        ImageBehaviour::PullFail
-    } else if image.contains("neverready") {
-        ImageBehaviour::NeverReady
-    } else {
-        ImageBehaviour::Normal
+    /// When the kubelet first saw the pod (its containers' first start), by uid.
+    pub(super) fn started(&self, uid: &str) -> Option<Instant> {
+        self.started.get(uid).copied()
     }
 }
 
@@ -132,6 +120,7 @@ fn run(
         now,
         started,
         time_ready,
+        ready_after: timing.pod_ready_after,
         st_now: &st_now,
     };
     let containers = container_statuses(p, &clock);
@@ -152,9 +141,9 @@ fn run(
         let _ =
             crate::ops::controller_write(c, "pods", p, next, "kubelet", crate::ops::Sub::Status);
     }
-    let mut wake = None;
+    let mut wake = containers.wake;
     if !time_ready {
-        wake = Some(ready_due);
+        wake = earliest(wake, Some(ready_due));
     }
     // minReadySeconds: wake the ReplicaSet controller when the pod becomes available.
     if let Some(since) = state.ready_since.get(&uid)
@@ -186,6 +175,8 @@ struct PodClock<'a> {
     started: Instant,
     /// `pod_ready_after` has passed (or the pod was Ready already).
     time_ready: bool,
+    /// `pod_ready_after`, for containers that start again (`failafter`).
+    ready_after: std::time::Duration,
     st_now: &'a str,
 }
 
@@ -196,6 +187,8 @@ struct ContainerStatuses {
     any_pull_fail: bool,
     /// Names of the containers that are not ready, in spec order.
     not_ready: Vec<String>,
+    /// The next time a container's status changes by itself (`failafter`).
+    wake: Option<Instant>,
 }
 
 fn container_statuses(p: &Value, clock: &PodClock) -> ContainerStatuses {
@@ -212,14 +205,18 @@ fn container_statuses(p: &Value, clock: &PodClock) -> ContainerStatuses {
         all_ready: true,
         any_pull_fail: false,
         not_ready: Vec::new(),
+        wake: None,
     };
     for ctr in &containers {
         let name = ctr["name"].as_str().unwrap_or("");
         let image = ctr["image"].as_str().unwrap_or("");
         let old = old_statuses.iter().find(|s| s["name"] == name);
-        let behaviour = behaviour(image);
+        let behaviour = Behaviour::of(image);
         // Once one container failed to pull, later ones report no imageID either.
-        out.any_pull_fail |= matches!(behaviour, ImageBehaviour::PullFail);
+        out.any_pull_fail |= matches!(behaviour, Behaviour::PullFail);
+        if let Behaviour::FailAfter(after) = behaviour {
+            out.wake = earliest(out.wake, Some(next_change(clock, after)));
+        }
         let cs = container_status(p, ctr, old, &behaviour, out.any_pull_fail, clock);
         if cs["ready"] != true {
             out.all_ready = false;
@@ -230,12 +227,60 @@ fn container_statuses(p: &Value, clock: &PodClock) -> ContainerStatuses {
     out
 }
 
+/// When a `failafter` container's status next changes: it becomes ready, fails, or
+/// crashes and starts again.
+fn next_change(clock: &PodClock, after: std::time::Duration) -> Instant {
+    let cyc = images::cycle(clock.started, after, clock.now);
+    [
+        cyc.started + clock.ready_after,
+        cyc.fails_at,
+        cyc.crashes_at,
+    ]
+    .into_iter()
+    .filter(|t| *t > clock.now)
+    .min()
+    .unwrap_or(cyc.crashes_at)
+}
+
+/// A `failafter` container: running since its current start, ready between
+/// `pod_ready_after` after that start and its failure, restarted after each crash.
+fn fail_after_status(
+    old: Option<&Value>,
+    after: std::time::Duration,
+    clock: &PodClock,
+) -> (Value, bool, i64, Option<Value>) {
+    let cyc = images::cycle(clock.started, after, clock.now);
+    let restarts = i64::from(cyc.restarts);
+    let same_run = old.is_some_and(|o| o["restartCount"].as_i64() == Some(restarts));
+    // Times stay as first written for the run, so a pass changes nothing until it must.
+    let kept = |ptr: &str| {
+        old.filter(|_| same_run)
+            .and_then(|o| o.pointer(ptr).cloned())
+    };
+    let started_at = kept("/state/running/startedAt").unwrap_or(json!(clock.st_now));
+    let ready = clock.now >= cyc.started + clock.ready_after && clock.now < cyc.fails_at;
+    let last = (restarts > 0).then(|| {
+        kept("/lastState").unwrap_or_else(|| {
+            let prev_start = old
+                .and_then(|o| o.pointer("/state/running/startedAt").cloned())
+                .unwrap_or(json!(clock.st_now));
+            json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": prev_start, "finishedAt": clock.st_now}})
+        })
+    });
+    (
+        json!({"running": {"startedAt": started_at}}),
+        ready,
+        restarts,
+        last,
+    )
+}
+
 /// One container's status by the image convention.
 fn container_status(
     p: &Value,
     ctr: &Value,
     old: Option<&Value>,
-    behaviour: &ImageBehaviour,
+    behaviour: &Behaviour,
     any_pull_fail: bool,
     clock: &PodClock,
 ) -> Value {
@@ -247,13 +292,14 @@ fn container_status(
         .and_then(|o| o.pointer("/state/running/startedAt").cloned())
         .unwrap_or(json!(st_now));
     let up_for = clock.now.duration_since(clock.started).as_secs();
+    let mut last_state = None;
     let (state_v, ready, restarts) = match behaviour {
-        ImageBehaviour::CrashLoop => (
+        Behaviour::CrashLoop => (
             json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 10s restarting failed container={name} pod={}_{}({uid})", name_of(p), ns_of(p))}}),
             false,
             (up_for / 10 + 1) as i64,
         ),
-        ImageBehaviour::PullFail => {
+        Behaviour::PullFail => {
             let reason = if up_for < 1 {
                 "ErrImagePull"
             } else {
@@ -265,8 +311,13 @@ fn container_status(
                 0,
             )
         }
-        ImageBehaviour::NeverReady => (json!({"running": {"startedAt": started_at}}), false, 0),
-        ImageBehaviour::Normal => (
+        Behaviour::NeverReady => (json!({"running": {"startedAt": started_at}}), false, 0),
+        Behaviour::FailAfter(after) => {
+            let (state_v, ready, restarts, last) = fail_after_status(old, *after, clock);
+            last_state = last;
+            (state_v, ready, restarts)
+        }
+        Behaviour::Normal | Behaviour::Http500 => (
             json!({"running": {"startedAt": started_at}}),
             clock.time_ready,
             0,
@@ -281,10 +332,12 @@ fn container_status(
         "restartCount": restarts,
         "state": state_v,
     });
-    if restarts > 0 {
+    if let Some(last) = last_state {
+        cs["lastState"] = last;
+    } else if restarts > 0 {
         cs["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": st_now, "finishedAt": st_now}});
     }
-    if restarts > 0 || !matches!(behaviour, ImageBehaviour::PullFail) {
+    if restarts > 0 || !matches!(behaviour, Behaviour::PullFail) {
         cs["containerID"] = json!(format!(
             "containerd://{:064x}",
             fnv32a(format!("{uid}{name}").as_bytes())

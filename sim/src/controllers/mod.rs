@@ -49,7 +49,9 @@ pub async fn run(c: Arc<Cluster>) {
         }
         let next = reconcile_until_stable(&c, &mut state);
         if c.traffic_enabled() {
-            traffic.get_or_insert_with(Default::default).reconcile(&c);
+            traffic
+                .get_or_insert_with(Default::default)
+                .reconcile(&c, &|uid| state.kubelet.started(uid));
         }
         match next {
             Some(at) => {

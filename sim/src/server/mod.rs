@@ -1,11 +1,13 @@
 //! The API server's request path: [`handle`] takes each HTTPS request (TLS is accepted in
 //! `lib.rs`) through the filter chain (`filters`: request log, authentication,
 //! impersonation, latency, RBAC and faults) to `routing` (discovery, resource paths,
-//! verbs, dispatch to `ops`), which hands lists and watches to `listwatch`.
+//! verbs, dispatch to `ops`), which hands lists and watches to `listwatch` and the
+//! `services/proxy` and `pods/proxy` subresources to `proxy` (through the traffic plane).
 
 mod filters;
 mod http;
 mod listwatch;
+mod proxy;
 mod routing;
 
 pub use http::Body;

@@ -1,7 +1,7 @@
 //! Routing: discovery documents and health endpoints, `/api` and `/apis` resource paths
 //! to verbs, the filter chain's authorization step, query parameters (dry run, field
 //! validation, Table negotiation, delete options), dispatch to `ops` (and to `listwatch`
-//! for lists and watches), and the self-review APIs (SelfSubjectAccessReview,
+//! for lists and watches, and to `proxy` for the proxy subresources), and the self-review APIs (SelfSubjectAccessReview,
 //! SelfSubjectReview).
 
 use super::filters::{self, Attributes, Who};
@@ -84,6 +84,9 @@ pub(super) async fn route(
         && let Some(r) = serve_discovery(address, &req.path)
     {
         return r;
+    }
+    if let Some(p) = super::proxy::parse(&req.path) {
+        return super::proxy::serve(c, who, req, &p).await;
     }
     let Some(target) = parse_resource_path(&req.path) else {
         return json_response(

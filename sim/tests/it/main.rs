@@ -1,12 +1,14 @@
 //! The simulator's integration tests, in one binary: the API through the real kube-rs
 //! client (`api`), the controllers on paused tokio time (`controllers`), the real
-//! `kubectl` against the HTTPS server (`kubectl`) and the `bluegreen-sim` binary (`binary`).
+//! `kubectl` against the HTTPS server (`kubectl`), the proxy subresources and what pods
+//! answer over HTTP (`proxy`) and the `bluegreen-sim` binary (`binary`).
 
 mod api;
 mod binary;
 mod controllers;
 mod kubectl;
 mod objects;
+mod proxy;
 
 use bluegreen_sim::Sim;
 use serde_json::Value;
