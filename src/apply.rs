@@ -46,6 +46,8 @@ pub enum Applied {
 
 pub struct Applier<'a> {
     pub client: &'a kube::Client,
+    /// Without client-side retries, for checks through the API server's proxy.
+    pub probe: &'a kube::Client,
     /// The API server's URL (for a lost connection during a wait).
     pub server: &'a str,
     pub namespace: &'a str,
@@ -118,6 +120,15 @@ fn event_name(object: &str, now: jiff::Timestamp) -> String {
     format!("{object}.{:x}{seq:02x}", now.as_nanosecond())
 }
 
+/// The start of an answer's body, on one line.
+fn excerpt(body: &str) -> String {
+    let one_line: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
 /// What the server would store, trimmed to what the step changes.
 fn summary_of_service(s: &Service) -> Value {
     json!({"selector": s.spec.as_ref().and_then(|x| x.selector.clone()), "annotations": s.metadata.annotations})
@@ -139,6 +150,153 @@ impl Applier<'_> {
             server: self.server,
             namespace: self.namespace,
         }
+    }
+
+    /// One GET through the API server's proxy: the status and the body (or the error).
+    async fn probe_once(&self, proxy: &str, path: &str) -> (u16, String) {
+        let uri = format!("{proxy}{path}");
+        let request = match http::Request::get(&uri).body(kube::client::Body::from(Vec::new())) {
+            Ok(r) => r,
+            Err(e) => return (0, e.to_string()),
+        };
+        match self.probe.send(request).await {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let body = match response.into_body().collect_bytes().await {
+                    Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                (code, body)
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// The bake: record it on the state Service (so a re-run resumes it), then watch the
+    /// live slot until `until` — restarts, readiness, checks through the active Service.
+    #[allow(clippy::too_many_arguments)]
+    async fn bake(
+        &self,
+        service: &str,
+        deployment: &str,
+        color: &str,
+        until: &str,
+        replicas: i32,
+        targets: &[crate::plan::ProxyTarget],
+        spec: Option<&crate::plan::CheckSpec>,
+    ) -> Result<()> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), self.namespace);
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), self.namespace);
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
+        let state = Some(service.to_string());
+        let record = crate::model::BakeRecord {
+            color: color.to_string(),
+            until: until.to_string(),
+            checks: spec.cloned(),
+        };
+        if let Some(svc) = &state {
+            let patch = json!({"metadata": {"annotations": {crate::model::BAKE_ANNOTATION: serde_json::to_string(&record).unwrap_or_default()}}});
+            let body = Patch::Merge(&patch);
+            let params = self.params();
+            with_retry(|| services.patch(svc, &params, &body))
+                .await
+                .map_err(|e| Error::kube(format!("patch service {svc}"), e))?;
+        }
+        // How long is left, on the wall clock once, then on the monotonic clock.
+        let left = until
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(|u| u.as_second() - (self.now)().as_second())
+            .unwrap_or(0)
+            .max(0) as u64;
+        let end = tokio::time::Instant::now() + Duration::from_secs(left);
+        let d = deploys
+            .get(deployment)
+            .await
+            .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
+        let selector = d
+            .spec
+            .and_then(|s| s.selector.match_labels)
+            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let restarts = |list: &[k8s_openapi::api::core::v1::Pod]| -> i64 {
+            list.iter()
+                .flat_map(|p| {
+                    p.status
+                        .iter()
+                        .flat_map(|s| s.container_statuses.iter().flatten())
+                })
+                .map(|c| i64::from(c.restart_count))
+                .sum()
+        };
+        let list = kube::api::ListParams::default().labels(&selector);
+        let baseline = restarts(
+            &pods
+                .list(&list)
+                .await
+                .map_err(|e| Error::kube("list pods", e))?
+                .items,
+        );
+        let interval = Duration::from_millis(spec.map_or(1000, |s| s.interval_ms.max(100)));
+        while tokio::time::Instant::now() < end {
+            let secs = end
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs();
+            self.progress
+                .update(&format!("baking {deployment}: {secs}s left"));
+            let now = pods
+                .list(&list)
+                .await
+                .map_err(|e| Error::kube("list pods", e))?
+                .items;
+            let ready = now
+                .iter()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        })
+                })
+                .count() as i32;
+            let regression = if restarts(&now) > baseline {
+                Some(format!(
+                    "a container of {deployment} restarted ({} restarts since the bake began)",
+                    restarts(&now) - baseline
+                ))
+            } else if ready < replicas {
+                Some(format!("{deployment} has {ready} of {replicas} pods ready"))
+            } else {
+                let mut failed = None;
+                if let Some(spec) = spec {
+                    for t in targets {
+                        for path in &spec.paths {
+                            let (code, body) = self.probe_once(&t.proxy, path).await;
+                            if code != spec.status {
+                                failed = Some(format!(
+                                    "check {}{path} answered {code} (wanted {}): {}",
+                                    t.name,
+                                    spec.status,
+                                    excerpt(&body)
+                                ));
+                            }
+                        }
+                    }
+                }
+                failed
+            };
+            if let Some(why) = regression {
+                return Err(Error::BakeFailed(why));
+            }
+            tokio::time::sleep(interval).await;
+        }
+        Ok(())
     }
 
     /// Polls the Services (every 250 ms; for `window`, or until the caller stops): a
@@ -424,6 +582,81 @@ impl Applier<'_> {
                 self.record(step, "done", None);
             }
             Step::Replan { .. } => {}
+            Step::Check { targets, spec } => {
+                if dry {
+                    self.record(step, "skipped in a dry run", None);
+                    return Ok(());
+                }
+                // A failing answer is retried for a while (endpoints may lag a pod that
+                // just became ready); past that the check refuses the promote.
+                let patience =
+                    Duration::from_millis(spec.interval_ms * 10).max(Duration::from_secs(5));
+                for t in targets {
+                    let mut in_a_row = 0;
+                    let give_up = tokio::time::Instant::now() + patience;
+                    while in_a_row < spec.successes {
+                        for path in &spec.paths {
+                            let answer = self.probe_once(&t.proxy, path).await;
+                            self.progress
+                                .update(&format!("check {}{path}: {}", t.name, answer.0));
+                            if answer.0 == spec.status {
+                                in_a_row += 1;
+                            } else {
+                                in_a_row = 0;
+                                if tokio::time::Instant::now() >= give_up {
+                                    return Err(Error::Precondition(
+                                        Reason::CheckFailed,
+                                        format!(
+                                            "check failed before any traffic moved: {}{path} answered {} (wanted {}): {}",
+                                            t.name,
+                                            answer.0,
+                                            spec.status,
+                                            excerpt(&answer.1)
+                                        ),
+                                    ));
+                                }
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(spec.interval_ms)).await;
+                    }
+                }
+                self.record(step, "done", None);
+            }
+            Step::Bake {
+                service,
+                deployment,
+                color,
+                until,
+                replicas,
+                targets,
+                spec,
+            } => {
+                if dry {
+                    self.record(step, "skipped in a dry run", None);
+                    return Ok(());
+                }
+                self.bake(
+                    service,
+                    deployment,
+                    color,
+                    until,
+                    *replicas,
+                    targets,
+                    spec.as_ref(),
+                )
+                .await?;
+                self.record(step, "done", None);
+            }
+            Step::ClearBake { service } => {
+                let patch =
+                    json!({"metadata": {"annotations": {crate::model::BAKE_ANNOTATION: null}}});
+                let body = Patch::Merge(&patch);
+                let params = self.params();
+                with_retry(|| services.patch(service, &params, &body))
+                    .await
+                    .map_err(|e| Error::kube(format!("patch service {service}"), e))?;
+                self.record(step, status, None);
+            }
             Step::PatchHpa { hpa, patch, .. } => {
                 let hpas: Api<HorizontalPodAutoscaler> =
                     Api::namespaced(self.client.clone(), self.namespace);

@@ -220,6 +220,28 @@ pub struct PromoteArgs {
     /// [default: 5s when a GitOps tool owns the app, else 0s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub settle: Option<Duration>,
+    /// Before any traffic moves, GET this path (repeatable) through the API server's proxy:
+    /// the preview Service and each preview pod must answer --check-status
+    /// --check-successes times in a row, or nothing is switched (exit 4).
+    #[arg(long = "check", value_name = "PATH")]
+    pub checks: Vec<String>,
+    /// The Service port the checks use (name or number) [default: the first].
+    #[arg(long, value_name = "PORT")]
+    pub check_port: Option<String>,
+    /// The HTTP status every check must answer.
+    #[arg(long, default_value_t = 200, value_name = "CODE")]
+    pub check_status: u16,
+    /// Consecutive successes each target needs.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub check_successes: u32,
+    /// Pause between checks.
+    #[arg(long, value_parser = parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub check_interval: Duration,
+    /// After the switch is verified, keep the old slot up and watch the new one this long
+    /// (restarts, readiness, the --check paths through the live Service); on a regression,
+    /// switch back on its own (exit 9). --scale-down-old happens only after a clean bake.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub bake: Option<Duration>,
     /// After verifying the switch, wait DELAY (default 30s), re-check, and scale the old slot to 0.
     #[arg(long, value_parser = parse_duration, num_args = 0..=1, default_missing_value = "30s", require_equals = true, value_name = "DELAY")]
     pub scale_down_old: Option<Duration>,
@@ -387,21 +409,27 @@ impl Cli {
                     options: a.opts.validated(),
                 }
             }
-            Command::Promote(a) => Verb::Write {
-                target: target(a.app, a.selector)?,
-                intent: Intent::Promote(PromoteRequest {
-                    to: a.to,
-                    allow_fewer: a.allow_fewer,
-                    scale_down_old: a.scale_down_old,
-                    settle: a.settle,
-                }),
-                options: a.opts.validated(),
-            },
+            Command::Promote(a) => {
+                let check = checks(&a)?;
+                Verb::Write {
+                    target: target(a.app, a.selector)?,
+                    intent: Intent::Promote(PromoteRequest {
+                        to: a.to,
+                        allow_fewer: a.allow_fewer,
+                        scale_down_old: a.scale_down_old,
+                        settle: a.settle,
+                        check,
+                        bake: a.bake,
+                    }),
+                    options: a.opts.validated(),
+                }
+            }
             Command::Abort(a) => Verb::Write {
                 target: target(a.app, a.selector)?,
                 intent: Intent::Abort(AbortRequest {
                     keep: a.keep,
                     settle: a.settle,
+                    reason: None,
                 }),
                 options: a.opts.validated(),
             },
@@ -459,6 +487,33 @@ impl ResultOutput {
             ResultOutput::Yaml => Format::Yaml,
         }
     }
+}
+
+fn checks(a: &PromoteArgs) -> Result<Option<crate::model::CheckSpec>> {
+    if a.checks.is_empty() {
+        return Ok(None);
+    }
+    if let Some(bad) = a.checks.iter().find(|p| !p.starts_with('/')) {
+        return Err(Error::Usage(format!(
+            "--check {bad:?}: a check is a path starting with '/', e.g. --check /healthz"
+        )));
+    }
+    if !(100..=599).contains(&a.check_status) {
+        return Err(Error::Usage(format!(
+            "--check-status {}: an HTTP status is 100 to 599",
+            a.check_status
+        )));
+    }
+    if a.check_successes == 0 {
+        return Err(Error::Usage("--check-successes must be at least 1".into()));
+    }
+    Ok(Some(crate::model::CheckSpec {
+        paths: a.checks.clone(),
+        port: a.check_port.clone(),
+        status: a.check_status,
+        successes: a.check_successes,
+        interval_ms: a.check_interval.as_millis() as u64,
+    }))
 }
 
 fn target(app: Option<String>, selector: Option<String>) -> Result<Target> {

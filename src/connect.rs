@@ -21,6 +21,9 @@ pub struct Connection {
     pub request_timeout: Option<Duration>,
     /// The API server's URL, as messages about it name it.
     pub server: String,
+    /// The same connection without client-side retries: for checks through the API
+    /// server's proxy, where a 503 is an answer to report, not a hiccup to retry.
+    pub probe: kube::Client,
 }
 
 fn load_kubeconfig(opts: &GlobalOpts) -> Result<Option<Kubeconfig>> {
@@ -131,10 +134,15 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
         .to_string()
         .trim_end_matches('/')
         .to_string();
+    let mut probe_config = config.clone();
+    probe_config.default_retry = false;
+    let probe = kube::Client::try_from(probe_config)
+        .map_err(|e| Error::kube("create a Kubernetes client", e))?;
     let client =
         kube::Client::try_from(config).map_err(|e| Error::kube("create a Kubernetes client", e))?;
     Ok(Connection {
         server,
+        probe,
         client,
         namespace,
         context,

@@ -23,6 +23,9 @@ pub enum Error {
     Timeout(String),
     #[error("{0}")]
     NotConverged(String),
+    /// A regression during `promote --bake` (the pipeline reverts it).
+    #[error("{0}")]
+    BakeFailed(String),
     /// The switch was put back by another manager (or reverted automatically): exit 9.
     #[error("{0}")]
     Reverted(String),
@@ -80,7 +83,7 @@ impl Error {
             Error::Timeout(_) => 6,
             Error::NotConverged(_) => 7,
             Error::PartiallySwitched(_) => 8,
-            Error::Reverted(_) => 9,
+            Error::Reverted(_) | Error::BakeFailed(_) => 9,
             Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -104,7 +107,7 @@ impl Error {
             Error::Timeout(_) => Reason::TimedOut,
             Error::NotConverged(_) => Reason::EndpointsNotConverged,
             Error::PartiallySwitched(_) => Reason::PartiallySwitched,
-            Error::Reverted(_) => Reason::Reverted,
+            Error::Reverted(_) | Error::BakeFailed(_) => Reason::Reverted,
             Error::Kube {
                 source: kube::Error::Api(s),
                 ..
@@ -214,6 +217,7 @@ pub enum Reason {
     LeaseHeld,
     LeaseLost,
     GitOpsOwned,
+    CheckFailed,
     Reverted,
     // waits and the rest
     TimedOut,

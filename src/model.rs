@@ -32,6 +32,8 @@ pub enum Action {
     AbortPreview,
     /// Another manager put a switch back (recorded when a settle period catches it).
     Reverted,
+    /// A bake found a regression and switched back on its own.
+    AutoAbort,
     /// An action this version does not know (written by a newer one).
     #[serde(other)]
     Unknown,
@@ -46,6 +48,7 @@ impl Action {
             Action::Init => "init",
             Action::AbortPreview => "abort-preview",
             Action::Reverted => "reverted",
+            Action::AutoAbort => "auto-abort",
             Action::Unknown => "unknown",
         }
     }
@@ -178,6 +181,9 @@ pub struct AppService {
     pub resource_version: String,
     #[serde(skip)]
     pub uid: String,
+    /// Its ports, for checks through the API server's Service proxy.
+    #[serde(skip)]
+    pub ports: Vec<ServicePort>,
     /// Who last wrote its selector, and when (the newest `managedFields` entry owning it).
     #[serde(skip)]
     pub selector_manager: Option<String>,
@@ -193,7 +199,73 @@ pub struct PreviewService {
     pub exists: bool,
     #[serde(skip)]
     pub resource_version: String,
+    /// Its ports, for checks through the API server's Service proxy.
+    #[serde(skip)]
+    pub ports: Vec<ServicePort>,
 }
+
+/// A Service port: its name and number, and the pods' port it maps to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServicePort {
+    pub name: Option<String>,
+    pub port: i32,
+    /// `targetPort` (a number or a container port's name).
+    pub target: String,
+}
+
+pub fn ports_of(svc: &Service) -> Vec<ServicePort> {
+    svc.spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|p| ServicePort {
+            name: p.name.clone(),
+            port: p.port,
+            target: match &p.target_port {
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => {
+                    n.to_string()
+                }
+                Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => {
+                    s.clone()
+                }
+                None => p.port.to_string(),
+            },
+        })
+        .collect()
+}
+
+/// A bake in progress, as recorded on the app's Service when it started (so that a
+/// re-run after a crash resumes it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BakeRecord {
+    /// The color being baked (live since the promote).
+    pub color: String,
+    /// When the bake ends (RFC 3339).
+    pub until: String,
+    /// The checks repeated during the bake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<CheckSpec>,
+}
+
+/// HTTP checks sent through the API server's proxy (`promote --check`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckSpec {
+    pub paths: Vec<String>,
+    /// The Service port (name or number); default: the Service's first port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
+    /// The status every answer must have.
+    pub status: u16,
+    /// Consecutive successes each target needs.
+    pub successes: u32,
+    pub interval_ms: u64,
+}
+
+/// The annotation on the app's Service that records a bake in progress.
+pub const BAKE_ANNOTATION: &str = "bluegreen.io/bake";
 
 /// A HorizontalPodAutoscaler whose `scaleTargetRef` is one of the app's slots.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -258,6 +330,12 @@ pub struct App {
     pub hpas: Vec<Hpa>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
+    /// A bake in progress (`promote --bake`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bake: Option<BakeRecord>,
+    /// Pods of each slot's current template, by slot color (checks prove each one).
+    #[serde(skip)]
+    pub pods: BTreeMap<String, Vec<String>>,
     pub problems: Vec<Problem>,
 }
 
@@ -603,6 +681,7 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
             color: selector_of(s).get(&color_label).cloned(),
             resource_version: s.metadata.resource_version.clone().unwrap_or_default(),
             uid: s.metadata.uid.clone().unwrap_or_default(),
+            ports: ports_of(s),
             selector_manager: selector_entry(s).and_then(|m| m.manager.clone()),
             // When it was switched: a selector written with the Service itself was not.
             selector_changed_at: selector_entry(s)
@@ -684,6 +763,7 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
             resource_version: found
                 .and_then(|s| s.metadata.resource_version.clone())
                 .unwrap_or_default(),
+            ports: found.map(ports_of).unwrap_or_default(),
         }
     });
     if let Some(p) = preview_service.as_ref().filter(|p| !p.exists) {
@@ -775,6 +855,7 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
                 .any(|v| app_services.iter().any(|a| a.name == v.service));
     }
     // Pods of a slot's current template that cannot start (waiting will not help).
+    let mut slot_pods: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for pod in ix.pods.get(&namespace).into_iter().flatten() {
         let owner = pod
             .metadata
@@ -788,9 +869,19 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
             .labels
             .as_ref()
             .and_then(|l| l.get("pod-template-hash"));
-        if let Some(slot) = slots.iter_mut().find(|s| {
+        let current = slots.iter_mut().find(|s| {
             owner.is_some_and(|d| **d == s.deployment) && s.pod_template_hash.as_ref() == hash
-        }) && slot.cannot_start.is_none()
+        });
+        if let Some(slot) = &current
+            && pod.metadata.deletion_timestamp.is_none()
+        {
+            slot_pods
+                .entry(slot.color.clone())
+                .or_default()
+                .push(name_of(&pod.metadata));
+        }
+        if let Some(slot) = current
+            && slot.cannot_start.is_none()
         {
             slot.cannot_start = facts::pod_cannot_start(pod)
                 .map(|why| format!("pod {} {why}", pod.metadata.name.as_deref().unwrap_or("")));
@@ -979,6 +1070,8 @@ fn build_app(ix: &Index, namespace: String, name: String, services: &[&Service])
         history,
         hpas,
         owner,
+        bake: annotation(state, BAKE_ANNOTATION).and_then(|b| serde_json::from_str(b).ok()),
+        pods: slot_pods,
         problems,
     }
 }

@@ -103,6 +103,7 @@ async fn run_one(
     let done: Arc<Mutex<Vec<StepResult>>> = Arc::default();
     let applier = Applier {
         client: &env.conn.client,
+        probe: &env.conn.probe,
         server: &env.conn.server,
         namespace: &namespace,
         dry_run: options.dry_run == DryRun::Server,
@@ -141,6 +142,31 @@ async fn run_one(
         _ = tokio::signal::ctrl_c() => Err(interrupted(&done)),
     };
     progress.finish();
+
+    // A regression during the bake: revert on the abort path (guarded, verified), then
+    // report it as reverted (exit 9).
+    if let Err(Error::BakeFailed(why)) = &outcome {
+        let why = why.clone();
+        progress.finish();
+        let back = Intent::Abort(plan::AbortRequest {
+            keep: false,
+            settle: None,
+            reason: Some(why.clone()),
+        });
+        let reverted = Box::pin(run_one(env, name, &back, options)).await;
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
+        return Err(match reverted {
+            Ok(summary) => Error::Reverted(format!(
+                "the bake found a regression ({why}) and reverted it: {}",
+                summary.trim_end()
+            )),
+            Err(e) => Error::PartiallySwitched(format!(
+                "the bake found a regression ({why}), and reverting it failed: {e}; run `kubectl bluegreen abort {name}`"
+            )),
+        });
+    }
 
     // 5. Release and report; a failure after traffic moved says where it stands.
     let outcome = match outcome {
@@ -490,6 +516,7 @@ async fn after_switch(
         let progress = Progress::new(false, true);
         let applier = Applier {
             client: &env.conn.client,
+            probe: &env.conn.probe,
             server: &env.conn.server,
             namespace,
             dry_run: false,

@@ -21,6 +21,8 @@ pub struct AbortRequest {
     pub keep: bool,
     /// `--settle` (see `PromoteRequest::settle`).
     pub settle: Option<std::time::Duration>,
+    /// Set when a failed bake reverts on its own: recorded as `auto-abort` with it.
+    pub reason: Option<String>,
 }
 
 pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
@@ -129,8 +131,13 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         if !bring_back(&mut plan, prev, live_replicas(app, current).max(1))? {
             return Ok(plan);
         }
+        let action = if req.reason.is_some() {
+            Action::AutoAbort
+        } else {
+            Action::Abort
+        };
         plan.steps
-            .extend(switch(app, Action::Abort, current, prev, actor, true)?);
+            .extend(switch(app, action, current, prev, actor, true)?);
         plan.steps
             .extend(settle_step(app, &prev.color, settle_secs(app, req.settle)));
         if !req.keep {

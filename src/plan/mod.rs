@@ -24,7 +24,7 @@ pub use set_image::{ImageSpec, SetImageRequest, set_image};
 
 use crate::error::Result;
 use crate::model;
-pub use crate::model::Action;
+pub use crate::model::{Action, CheckSpec};
 use crate::observe::Snapshot;
 use serde::Serialize;
 use serde_json::Value;
@@ -119,6 +119,31 @@ pub enum Step {
         /// The Services' color key: a selector changed back meanwhile ends the wait.
         color_label: String,
     },
+    /// HTTP checks through the API server's Service and pod proxies; any target that
+    /// does not answer `spec.status` `spec.successes` times in a row refuses (exit 4).
+    #[serde(rename_all = "camelCase")]
+    Check {
+        targets: Vec<ProxyTarget>,
+        spec: CheckSpec,
+    },
+    /// Watch the new live slot until `until`: a container restart, fewer ready pods than
+    /// `replicas`, or a failing check through the active Service ends the bake with a
+    /// regression, which the pipeline reverts (the abort path, exit 9).
+    #[serde(rename_all = "camelCase")]
+    Bake {
+        /// The state Service, where the bake is recorded while it runs.
+        service: String,
+        deployment: String,
+        color: String,
+        until: String,
+        replicas: i32,
+        targets: Vec<ProxyTarget>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        spec: Option<CheckSpec>,
+    },
+    /// Remove the bake record from the state Service (our own annotation only).
+    #[serde(rename_all = "camelCase")]
+    ClearBake { service: String },
     /// A merge patch of a HorizontalPodAutoscaler's target, guarded by its resourceVersion.
     #[serde(rename_all = "camelCase")]
     PatchHpa {
@@ -158,6 +183,7 @@ impl Step {
                 | Step::CreateDeployment { .. }
                 | Step::PatchService { .. }
                 | Step::PatchHpa { .. }
+                | Step::ClearBake { .. }
                 | Step::CreateEvent { .. }
         )
     }
@@ -203,6 +229,25 @@ impl Step {
             Step::PatchHpa { hpa, why, .. } => {
                 format!("patch horizontalpodautoscaler/{hpa}: {why}")
             }
+            Step::Check { targets, spec } => format!(
+                "check {} through {}: {} answers {} in a row",
+                spec.paths.join(", "),
+                targets
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                spec.status,
+                spec.successes
+            ),
+            Step::Bake {
+                deployment, until, ..
+            } => format!(
+                "bake until {until}: watch {deployment} for restarts, readiness and failing checks; revert on a regression"
+            ),
+            Step::ClearBake { service } => {
+                format!("record on service/{service} that the bake ended")
+            }
             Step::Settle { seconds, color, .. } => {
                 format!("watch for {seconds}s that no one switches the Services back from {color}")
             }
@@ -235,6 +280,16 @@ pub struct Plan {
     pub to: Option<String>,
     pub preconditions: Vec<String>,
     pub steps: Vec<Step>,
+}
+
+/// Where a check goes: the API server's proxy path of a Service or a pod.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyTarget {
+    /// `service/NAME` or `pod/NAME`.
+    pub name: String,
+    /// `/api/v1/namespaces/NS/services/NAME:PORT/proxy` (a path is appended).
+    pub proxy: String,
 }
 
 /// Who acts and when (for history entries and event messages).

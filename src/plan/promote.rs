@@ -8,10 +8,10 @@ use super::checks::{
     where_services_point,
 };
 use super::steps::{
-    active_service_names, delay_step, follow_preview, live_replicas, move_hpa, scale_step,
-    settle_step, switch,
+    active_service_names, check_targets, delay_step, follow_preview, live_replicas, move_hpa,
+    scale_step, settle_step, switch,
 };
-use super::{Action, Actor, Outcome, Plan, Step};
+use super::{Action, Actor, CheckSpec, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role, Slot};
 use std::time::Duration;
@@ -25,6 +25,10 @@ pub struct PromoteRequest {
     /// `--settle`: how long to watch for a switch put back by another manager (default:
     /// `DEFAULT_SETTLE` when a GitOps owner is detected, else none).
     pub settle: Option<Duration>,
+    /// `--check`: HTTP checks of the preview before traffic moves (and during the bake).
+    pub check: Option<CheckSpec>,
+    /// `--bake`: how long to watch the new live slot, reverting on a regression.
+    pub bake: Option<Duration>,
 }
 
 /// The settle period when a GitOps tool owns the app (it may sync the old selector back).
@@ -155,6 +159,15 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         if let Some(old) = other {
             plan.steps.extend(follow_preview(app, &old.color));
             plan.steps.extend(move_hpa(app, old, active));
+            // A bake the interrupted run started: resume it (to its recorded end).
+            if let Some(b) = app.bake.as_ref().filter(|b| b.color == live) {
+                let req = PromoteRequest {
+                    check: b.checks.clone().or(req.check.clone()),
+                    ..req.clone()
+                };
+                plan.steps
+                    .extend(bake_steps(app, &req, active, b.until.clone())?);
+            }
             scale_down_after(&mut plan, app, req, old, active);
         }
         return Ok(plan);
@@ -193,6 +206,20 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
     check_switchable(app, target)?;
     plan.from = Some(live.clone());
     plan.to = Some(target.color.clone());
+    // Proven before any traffic moves: through the preview Service and each of its pods.
+    if let Some(spec) = &req.check {
+        let via = app
+            .preview_service
+            .as_ref()
+            .filter(|p| p.exists && p.color.as_deref() == Some(target.color.as_str()))
+            .map(|p| (p.name.as_str(), p.ports.as_slice()));
+        let ports = &app.services[0].ports;
+        let targets = check_targets(app, target, via, ports, spec, true)?;
+        plan.steps.push(Step::Check {
+            targets,
+            spec: spec.clone(),
+        });
+    }
     plan.steps
         .extend(switch(app, Action::Promote, active, target, actor, true)?);
     plan.steps.extend(settle_step(
@@ -200,8 +227,51 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         &target.color,
         settle_secs(app, req.settle),
     ));
+    if let Some(bake) = req.bake {
+        let until = actor
+            .now
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .and_then(|t| {
+                t.checked_add(jiff::SignedDuration::try_from(bake).ok()?)
+                    .ok()
+            })
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        plan.steps.extend(bake_steps(app, req, target, until)?);
+    }
     scale_down_after(&mut plan, app, req, active, target);
     Ok(plan)
+}
+
+/// The bake of `live`: watched until `until`, then its record cleared.
+fn bake_steps(app: &App, req: &PromoteRequest, live: &Slot, until: String) -> Result<Vec<Step>> {
+    let svc = &app.services[0];
+    let targets = match &req.check {
+        Some(spec) => check_targets(
+            app,
+            live,
+            Some((svc.name.as_str(), svc.ports.as_slice())),
+            &svc.ports,
+            spec,
+            false,
+        )?,
+        None => vec![],
+    };
+    Ok(vec![
+        Step::Bake {
+            service: svc.name.clone(),
+            deployment: live.deployment.clone(),
+            color: live.color.clone(),
+            until,
+            replicas: live_replicas(app, live).max(live.desired),
+            targets,
+            spec: req.check.clone(),
+        },
+        Step::ClearBake {
+            service: svc.name.clone(),
+        },
+    ])
 }
 
 /// `--scale-down-old`: after the switch is verified, a delay that re-checks traffic is

@@ -1,9 +1,9 @@
 //! The step builders every planner shares: guarded Service and Deployment patches, the
 //! state annotations of a switch, Events, delays, and copies of a Deployment as a slot.
 
-use super::{Action, Actor, HISTORY_LIMIT, Step};
+use super::{Action, Actor, CheckSpec, HISTORY_LIMIT, ProxyTarget, Step};
 use crate::error::{Error, Result};
-use crate::model::{self, App, HistoryEntry, Slot};
+use crate::model::{self, App, HistoryEntry, ServicePort, Slot};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -188,13 +188,21 @@ pub(super) fn switch(
         .then(|| switch_annotations(app, action, from, to, actor))
         .transpose()?;
     let why = match (action, record) {
-        (Action::Abort, _) => "switch traffic back",
+        (Action::Abort | Action::AutoAbort, _) => "switch traffic back",
         (_, true) => "switch traffic",
         (_, false) => "finish the switch",
     };
     let mut steps = switch_services(app, &to.color, state, why);
     if !steps.is_empty() {
         let (kind, reason, message) = match action {
+            Action::AutoAbort => (
+                "Warning",
+                "AutoAborted",
+                format!(
+                    "traffic switched back from {} to {} automatically: the bake found a regression",
+                    from.color, to.color
+                ),
+            ),
             Action::Abort => (
                 "Warning",
                 "Aborted",
@@ -226,6 +234,56 @@ pub(super) fn switch(
     steps.extend(follow_preview(app, &from.color));
     steps.extend(move_hpa(app, from, to));
     Ok(steps)
+}
+
+/// Where checks of `slot` go: through `via` (a Service's proxy, on the chosen port) and
+/// through each of the slot's current pods (on the port that Service port targets).
+pub(super) fn check_targets(
+    app: &App,
+    slot: &Slot,
+    via: Option<(&str, &[ServicePort])>,
+    ports: &[ServicePort],
+    spec: &CheckSpec,
+    pods: bool,
+) -> Result<Vec<ProxyTarget>> {
+    let pick = |ports: &[ServicePort]| -> Result<ServicePort> {
+        let found = match &spec.port {
+            Some(p) => ports
+                .iter()
+                .find(|sp| sp.name.as_deref() == Some(p.as_str()) || sp.port.to_string() == *p),
+            None => ports.first(),
+        };
+        found.cloned().ok_or_else(|| {
+            Error::Usage(format!(
+                "--check-port {}: the app's Services have no such port (they have {})",
+                spec.port.as_deref().unwrap_or("(first)"),
+                ports
+                    .iter()
+                    .map(|p| p.name.clone().unwrap_or_else(|| p.port.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    };
+    let ns = &app.namespace;
+    let mut targets = Vec::new();
+    if let Some((name, via_ports)) = via {
+        let p = pick(via_ports)?;
+        targets.push(ProxyTarget {
+            name: format!("service/{name}"),
+            proxy: format!("/api/v1/namespaces/{ns}/services/{name}:{}/proxy", p.port),
+        });
+    }
+    if pods {
+        let target = pick(ports)?.target;
+        for pod in app.pods.get(&slot.color).into_iter().flatten() {
+            targets.push(ProxyTarget {
+                name: format!("pod/{pod}"),
+                proxy: format!("/api/v1/namespaces/{ns}/pods/{pod}:{target}/proxy"),
+            });
+        }
+    }
+    Ok(targets)
 }
 
 /// After a switch, watch the Services for `seconds`: a selector put back by another

@@ -49,6 +49,9 @@ pub fn kinds(plan: &Plan) -> Vec<String> {
             Step::Delay { seconds, .. } => format!("delay {seconds}"),
             Step::Replan { .. } => "replan".to_string(),
             Step::PatchHpa { hpa, .. } => format!("patch hpa/{hpa}"),
+            Step::Check { targets, .. } => format!("check {}", targets.len()),
+            Step::Bake { deployment, .. } => format!("bake {deployment}"),
+            Step::ClearBake { .. } => "clear bake".to_string(),
             Step::Settle { seconds, .. } => format!("settle {seconds}"),
         })
         .collect()

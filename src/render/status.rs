@@ -55,6 +55,7 @@ fn past_tense(action: &str) -> String {
         "init" => "adopted".into(),
         "abort-preview" => "preview aborted".into(),
         "reverted" => "reverted".into(),
+        "auto-abort" => "reverted automatically".into(),
         other => other.to_string(),
     }
 }

@@ -8,13 +8,14 @@
 
 pub mod adopt;
 mod connect;
+mod cutover;
 mod findings;
 mod gitops;
 mod golden;
 mod krew;
 mod plugin;
 mod safety;
-mod traffic;
+pub mod traffic;
 mod verbs;
 pub mod write;
 

@@ -30,16 +30,18 @@ fn shape() -> (u32, Duration) {
 }
 
 #[derive(Default)]
-struct Stats {
-    ok: u64,
-    failed: Vec<String>,
+pub struct Stats {
+    pub ok: u64,
+    pub failed: Vec<String>,
+    /// When each failed request ended.
+    pub failed_at: Vec<Instant>,
     /// (when the connection was opened, the color that answered)
     answers: Vec<(Instant, String)>,
 }
 
 /// Sends `rate` requests/s through `addr` until `stop`: four workers, each reusing a
 /// keep-alive connection for up to 10 requests and opening a fresh one every 4th request.
-fn start_load(
+pub fn start_load(
     addr: SocketAddr,
     rate: u32,
     color_key: &'static str,
@@ -75,7 +77,9 @@ fn start_load(
                                 conn = Some((BufReader::new(s), Instant::now(), 0));
                             }
                             Err(e) => {
-                                stats.lock().unwrap().failed.push(format!("connect: {e}"));
+                                let mut s = stats.lock().unwrap();
+                                s.failed.push(format!("connect: {e}"));
+                                s.failed_at.push(Instant::now());
                                 continue;
                             }
                         }
@@ -97,15 +101,15 @@ fn start_load(
                             s.answers.push((*opened, color));
                         }
                         Ok(Err(e)) => {
-                            stats.lock().unwrap().failed.push(format!("request: {e}"));
+                            let mut s = stats.lock().unwrap();
+                            s.failed.push(format!("request: {e}"));
+                            s.failed_at.push(Instant::now());
                             conn = None;
                         }
                         Err(_) => {
-                            stats
-                                .lock()
-                                .unwrap()
-                                .failed
-                                .push("request: timed out".into());
+                            let mut s = stats.lock().unwrap();
+                            s.failed.push("request: timed out".into());
+                            s.failed_at.push(Instant::now());
                             conn = None;
                         }
                     }
@@ -116,14 +120,14 @@ fn start_load(
     (stats, stop_tx, tasks)
 }
 
-async fn stop(stop: tokio::sync::watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
+pub async fn stop(stop: tokio::sync::watch::Sender<bool>, tasks: Vec<tokio::task::JoinHandle<()>>) {
     stop.send(true).unwrap();
     for t in tasks {
         t.await.unwrap();
     }
 }
 
-fn realistic() -> Timing {
+pub fn realistic() -> Timing {
     Timing {
         pod_ready_after: Duration::from_millis(300),
         endpoint_delay: Duration::from_millis(300),
