@@ -152,6 +152,26 @@ impl Applier<'_> {
         }
     }
 
+    /// Whether an Event with `reason` on the Service was recorded at or after `since`.
+    async fn event_recorded(&self, service: &str, reason: &str, since: &str) -> bool {
+        let Ok(since) = since.parse::<jiff::Timestamp>() else {
+            return false;
+        };
+        let events: Api<Event> = Api::namespaced(self.client.clone(), self.namespace);
+        let params = kube::api::ListParams::default()
+            .fields(&format!("involvedObject.name={service},reason={reason}"));
+        match events.list(&params).await {
+            Ok(list) => list.items.iter().any(|e| {
+                e.first_timestamp
+                    .as_ref()
+                    .or(e.last_timestamp.as_ref())
+                    .is_some_and(|t| t.0.as_second() >= since.as_second())
+            }),
+            // Cannot tell: record it (a duplicate Event is harmless).
+            Err(_) => false,
+        }
+    }
+
     /// One GET through the API server's proxy: the status and the body (or the error).
     async fn probe_once(&self, proxy: &str, path: &str) -> (u16, String) {
         let uri = format!("{proxy}{path}");
@@ -386,6 +406,7 @@ impl Applier<'_> {
             event_type: "Warning".into(),
             reason: "Reverted".into(),
             message: format!("the switch to {from} was put back by {who}"),
+            unless_since: None,
         };
         let _ = Box::pin(self.run_step(&event)).await;
     }
@@ -501,7 +522,14 @@ impl Applier<'_> {
                 event_type,
                 reason,
                 message,
+                unless_since,
             } => {
+                if let Some(since) = unless_since
+                    && self.event_recorded(service, reason, since).await
+                {
+                    self.record(step, "already recorded", None);
+                    return Ok(());
+                }
                 let now = (self.now)();
                 let ev: Event = serde_json::from_value(json!({
                     "metadata": {"name": event_name(service, now), "namespace": self.namespace},

@@ -140,6 +140,9 @@ pub struct Slot {
     /// Why a pod of its current template cannot become ready (crash loop, image pull…).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cannot_start: Option<String>,
+    /// When its current version (pod template) was first rolled out.
+    #[serde(skip)]
+    pub template_since: Option<jiff::Timestamp>,
     #[serde(skip)]
     pub resource_version: String,
     /// The Deployment's own pod selector (to find its pods).
@@ -545,10 +548,15 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
         })
         .collect();
     let revision = revision_of(&d.metadata);
-    let pod_template_hash = replicasets
+    let current_rs = replicasets
         .iter()
-        .find(|rs| revision.is_some() && revision_of(&rs.metadata) == revision)
-        .and_then(|rs| labels(&rs.metadata).get("pod-template-hash").cloned());
+        .find(|rs| revision.is_some() && revision_of(&rs.metadata) == revision);
+    let pod_template_hash =
+        current_rs.and_then(|rs| labels(&rs.metadata).get("pod-template-hash").cloned());
+    // When its current version was first rolled out: the ReplicaSet of that template.
+    let template_since = current_rs
+        .and_then(|rs| rs.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0);
     Slot {
         color: color.to_string(),
         role: Role::Idle,
@@ -573,6 +581,7 @@ fn slot_from(d: &Deployment, color: &str, replicasets: &[&ReplicaSet]) -> Slot {
         serving: Vec::new(),
         live: false,
         cannot_start: None,
+        template_since,
         resource_version: d.metadata.resource_version.clone().unwrap_or_default(),
         selector: spec
             .and_then(|s| s.selector.match_labels.clone())

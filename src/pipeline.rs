@@ -118,8 +118,11 @@ async fn run_one(
         let (mut conflicts, mut replans) = (0, 0);
         loop {
             let snap = observe(env).await?;
+            // Another hand's change is told as such before the planner sees the state
+            // it left (which it might refuse for a reason of its own).
+            pin.check_state(&snap, &namespace, name, &done)?;
             let plan = plan::plan(intent, &snap, &namespace, name, &actor)?;
-            pin.check(&plan, &snap, &namespace, name, &done)?;
+            pin.check_target(&plan)?;
             match applier.run(&plan.steps).await {
                 Ok(Applied::Done) => return Ok(plan),
                 Ok(Applied::Replan) if replans < MAX_REPLANS => replans += 1,
@@ -390,11 +393,10 @@ impl Pin {
         Ok(())
     }
 
-    /// A re-plan keeps the target, the target's revision, and Services that only this
-    /// command moved; anything else is another hand's change (exit 5).
-    fn check(
+    /// A re-plan keeps the target's revision, and Services that only this command moved;
+    /// anything else is another hand's change (exit 5).
+    fn check_state(
         &self,
-        plan: &Plan,
         snap: &Snapshot,
         namespace: &str,
         name: &str,
@@ -431,6 +433,12 @@ impl Pin {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The new plan goes where the first one went.
+    fn check_target(&self, plan: &Plan) -> Result<()> {
+        let changed = |what: String| Err(Error::Conflict(Reason::ChangedMeanwhile, what));
         if plan.to != self.to {
             return changed(format!(
                 "the app changed while this {} was running: it would now go to {} instead of {}; stopped without reversing anything (`kubectl bluegreen status` shows where it stands)",
@@ -512,6 +520,7 @@ async fn after_switch(
             event_type: "Warning".into(),
             reason: "PartialSwitch".into(),
             message: message.clone(),
+            unless_since: None,
         };
         let progress = Progress::new(false, true);
         let applier = Applier {

@@ -106,6 +106,10 @@ pub enum Step {
         event_type: String,
         reason: String,
         message: String,
+        /// Only if no Event with this reason was recorded at or after this time (a
+        /// finishing re-run, which cannot know whether the interrupted run recorded it).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unless_since: Option<String>,
     },
     /// Wait until the Deployment is rolled out at its latest generation.
     #[serde(rename_all = "camelCase")]

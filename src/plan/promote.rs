@@ -8,8 +8,8 @@ use super::checks::{
     where_services_point,
 };
 use super::steps::{
-    active_service_names, check_targets, delay_step, follow_preview, live_replicas, move_hpa,
-    scale_step, settle_step, switch,
+    active_service_names, check_targets, delay_step, event_step, follow_preview, live_replicas,
+    move_hpa, scale_step, settle_step, switch,
 };
 use super::{Action, Actor, CheckSpec, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -156,6 +156,22 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
             color: live.clone(),
             color_label: app.color_label.clone(),
         });
+        // The interrupted run may have died between the switch and its Event.
+        if let (Some(h), Some(old)) = (last.filter(|h| h.action == Action::Promote), other) {
+            let mut event = event_step(
+                app,
+                "Normal",
+                "Promoted",
+                format!(
+                    "traffic switched from {} to {live} by {} (finished by {})",
+                    old.color, h.by, actor.user
+                ),
+            );
+            if let Step::CreateEvent { unless_since, .. } = &mut event {
+                *unless_since = Some(h.at.clone());
+            }
+            plan.steps.push(event);
+        }
         if let Some(old) = other {
             plan.steps.extend(follow_preview(app, &old.color));
             plan.steps.extend(move_hpa(app, old, active));
@@ -191,6 +207,25 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
             format!(
                 "preview slot {} is the version traffic left at the {} at {}, unchanged since: deploy a new version with `kubectl bluegreen set-image {} ...`, or pass --to {} to promote it again",
                 target.color, h.action, h.at, app.name, target.color
+            ),
+        ));
+    }
+    // Promote goes forward: a preview older than the live version is a way back (which
+    // is abort's job) — e.g. someone switched traffic to the new version meanwhile.
+    if req.to.is_none()
+        && let (Some(t), Some(l)) = (target.template_since, active.template_since)
+        && t.as_second() < l.as_second()
+    {
+        return Err(Error::Precondition(
+            Reason::PreviousVersion,
+            format!(
+                "preview slot {} runs an older version (since {}) than the live slot {} (since {}): promoting it would go back; `kubectl bluegreen abort {}` is the way back, or pass --to {} to promote it anyway",
+                target.color,
+                t.round(jiff::Unit::Second).unwrap_or(t),
+                active.color,
+                l.round(jiff::Unit::Second).unwrap_or(l),
+                app.name,
+                target.color
             ),
         ));
     }
@@ -446,8 +481,16 @@ mod tests {
         assert_eq!(plan.outcome, Outcome::Finish);
         assert_eq!(
             kinds(&plan),
-            ["wait serving shop-green"],
+            ["wait serving shop-green", "event Promoted"],
             "nothing is switched back"
+        );
+        let Some(Step::CreateEvent { unless_since, .. }) = plan.steps.last() else {
+            panic!()
+        };
+        assert_eq!(
+            unless_since.as_deref(),
+            Some("2026-11-21T00:00:00Z"),
+            "only if the interrupted run did not record it"
         );
         let plan = promote(
             &app,
@@ -463,6 +506,7 @@ mod tests {
             kinds(&plan),
             [
                 "wait serving shop-green",
+                "event Promoted",
                 "delay 0",
                 "scale deploy/shop-blue=0"
             ]

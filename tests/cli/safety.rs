@@ -1132,9 +1132,21 @@ impl Trial<'_> {
                 }
             }
             // A promote or abort that starts with every Service on X moves traffic away
-            // from X: writing X back to any of them reverses it.
+            // from X: writing X back to any of them reverses it. "Starts" is its first
+            // observation (design §4, rule 3): a Service read answered after another
+            // operator's switch saw that switch, so the command started from there.
+            let first_read_done = log
+                .iter()
+                .filter(|e| e.method == "GET" && e.path.contains("/services"))
+                .map(|e| e.completed)
+                .min();
+            let switched_before_first_read = matches!(
+                &operator_effect,
+                Some((Edit::Switch, _, seq, _)) if first_read_done.is_none_or(|d| *seq < d)
+            );
             let resolver = matches!(cmd[0].as_str(), "promote" | "abort");
             if resolver
+                && !switched_before_first_read
                 && before.agree()
                 && let Some(live) = before.selects.values().next()
             {
@@ -1165,10 +1177,12 @@ impl Trial<'_> {
         }
         // A change by another hand during the command is never switched to nor overwritten.
         if let Some((edit, target, seq, what)) = &operator_effect {
+            // Observed before the edit: a read that was answered (not merely received)
+            // before it — the sim, like an API server, reads when it answers.
             let observed_before = |path: &str| {
                 log.iter()
                     .filter(|e| e.method == "GET" && e.path.contains(path))
-                    .map(|e| e.arrived)
+                    .map(|e| e.completed)
                     .min()
                     .is_some_and(|a| a < *seq)
             };

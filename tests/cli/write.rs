@@ -703,12 +703,13 @@ async fn injected_faults_end_correct_or_cleanly_failed() {
         "green"
     );
     c.clear_faults();
-    // A 500 mid-way (the preview Service), after traffic moved: told as such (exit 8,
-    // where each Service points, what finishes it, an Event); the re-run finishes.
+    // 500s mid-way (the preview Service, more than the two retries of a guarded write),
+    // after traffic moved: told as such (exit 8, where each Service points, what finishes
+    // it, an Event); the re-run finishes.
     c.add_fault(
         Fault::new("patch", "services", FaultAction::Status(500))
             .named("shop-preview")
-            .times(1),
+            .times(3),
     );
     let out = world.bluegreen(&["abort", "shop"]).await;
     assert_eq!(out.code, 8, "{out:?}");
