@@ -95,17 +95,17 @@ Exit codes: 0 shown (problems are printed as warnings) · 3 app not found"
     History(HistoryArgs),
     /// Put new images on the preview slot (never the live one) and wait until it is ready.
     #[command(
-        after_help = "Examples:\n  kubectl bluegreen set-image shop web=registry.example.com/shop/web:1.5.0\n  kubectl bluegreen set-image shop '*=registry.example.com/shop/web:1.5.0' --no-wait\n  kubectl bluegreen set-image demo demo=bebullish/demo:v3 --color v3\n\nIf the app has only one slot, the other is created as a copy of the live Deployment.\nExit codes: 0 ready · 2 malformed NAME=IMAGE · 3 unknown app or container · 4 pods cannot become ready · 5 locked · 6 timed out"
+        after_help = "Examples:\n  kubectl bluegreen set-image shop web=registry.example.com/shop/web:1.5.0\n  kubectl bluegreen set-image shop '*=registry.example.com/shop/web:1.5.0' --no-wait\n  kubectl bluegreen set-image demo demo=bebullish/demo:v3 --color v3\n\nIf the app has only one slot, the other is created as a copy of the live Deployment.\nExit codes: 0 ready · 2 malformed NAME=IMAGE · 3 unknown app or container · 4 pods cannot become ready, the preview is live, the app is partially switched, or a GitOps tool owns it · 5 locked or changed concurrently · 6 timed out · 130 interrupted"
     )]
     SetImage(SetImageArgs),
     /// Switch traffic to the preview slot, once it is fully available, and verify it.
     #[command(
-        after_help = "Examples:\n  kubectl bluegreen promote shop\n  kubectl bluegreen promote shop --scale-down-old=2m\n  kubectl bluegreen promote shop --dry-run=client\n  kubectl bluegreen promote -l team=payments\n\nExit codes: 0 switched and verified (or already done) · 4 preview not ready / wrong state · 5 locked or changed concurrently · 7 switched but endpoints did not converge · 130 interrupted"
+        after_help = "Examples:\n  kubectl bluegreen promote shop\n  kubectl bluegreen promote shop --scale-down-old=2m\n  kubectl bluegreen promote shop --dry-run=client\n  kubectl bluegreen promote -l team=payments\n  kubectl bluegreen promote shop --check /healthz --bake 10m --scale-down-old\n\nExit codes: 0 switched and verified (or already done) · 4 preview not ready, a check failed, wrong state, or a GitOps tool owns the app · 5 locked, or changed meanwhile by another hand · 7 switched but endpoints did not converge · 8 partially switched (the message says where each Service points) · 9 reverted (a failed bake, or another manager put the old selector back) · 130 interrupted"
     )]
     Promote(PromoteArgs),
     /// Go back: switch traffic to the previous slot (after a promote), or stop the preview.
     #[command(
-        after_help = "Examples:\n  kubectl bluegreen abort shop\n  kubectl bluegreen abort shop --keep\n\nExit codes: 0 done · 4 nothing to abort · 5 locked · 6 the previous slot did not come back in time · 7 endpoints did not converge · 130 interrupted"
+        after_help = "Examples:\n  kubectl bluegreen abort shop\n  kubectl bluegreen abort shop --keep\n\nExit codes: 0 done · 4 nothing to abort, or the preview is live · 5 locked or changed meanwhile · 6 the previous slot did not come back in time · 7 endpoints did not converge · 8 partially switched · 9 another manager put the selector back · 130 interrupted"
     )]
     Abort(AbortArgs),
     /// Block until the app reaches a state (for CI scripts).
@@ -119,7 +119,7 @@ Exit codes: 0 shown (problems are printed as warnings) · 3 app not found"
 Creates the blue slot as a copy of the one Deployment the Service selects, waits until it is\n\
 available, adds the color to the Service's selector, verifies the endpoints, creates the\n\
 green slot at 0 replicas, and scales the original to 0 (annotated, never deleted).\n\
-Exit codes: 0 adopted (or already) · 3 Service not found · 4 none or several Deployments selected · 5 locked"
+Exit codes: 0 adopted (or already) · 3 Service not found · 4 none or several Deployments selected, or a GitOps tool owns it · 5 locked · 8 partially switched · 130 interrupted"
     )]
     Init(InitArgs),
     /// Print the shell completion script for kubectl-bluegreen.
