@@ -1372,4 +1372,83 @@ mod tests {
         let app = &build(&snap(&yaml))[0];
         assert_eq!(reasons(app), ["BadHistory"]);
     }
+
+    fn hpa(name: &str, target: &str, min: i32) -> String {
+        format!(
+            "---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: {name}}}\nspec:\n  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {target}}}\n  minReplicas: {min}\n  maxReplicas: 10\nstatus: {{currentReplicas: 3, desiredReplicas: 3}}\n"
+        )
+    }
+
+    #[test]
+    fn hpas_of_the_slots_and_their_problems() {
+        let base = [
+            svc("shop", "blue", ""),
+            deploy("shop-blue", "blue", 3, 3),
+            deploy("shop-green", "green", 2, 2),
+        ]
+        .concat();
+        let app = &build(&snap(&format!("{base}{}", hpa("shop", "shop-blue", 2))))[0];
+        assert_eq!(app.hpas.len(), 1);
+        assert_eq!(
+            (app.hpas[0].color.as_str(), app.hpas[0].min_replicas),
+            ("blue", 2)
+        );
+        assert!(app.problems.is_empty(), "{:?}", app.problems);
+
+        let app = &build(&snap(&format!("{base}{}", hpa("shop", "shop-green", 2))))[0];
+        assert_eq!(reasons(app), ["HpaOnPreviewOnly"]);
+
+        let app = &build(&snap(&format!("{base}{}", hpa("shop", "shop-blue", 3))))[0];
+        assert_eq!(
+            reasons(app),
+            ["HpaBoundsUnmet"],
+            "green's 2 < the HPA's minimum 3"
+        );
+
+        let recorded = [
+            svc("shop", "blue", "  annotations: {bluegreen.io/hpa: shop}\n"),
+            deploy("shop-blue", "blue", 3, 3),
+            deploy("shop-green", "green", 2, 2),
+            hpa("shop", "elsewhere", 2),
+        ]
+        .concat();
+        assert_eq!(reasons(&build(&snap(&recorded))[0]), ["HpaMissing"]);
+    }
+
+    #[test]
+    fn gitops_owners_are_recognised_from_labels_annotations_and_managers() {
+        let with = |meta: &str| {
+            let yaml = [
+                svc("shop", "blue", meta),
+                deploy("a", "blue", 1, 1),
+                deploy("b", "green", 1, 1),
+            ]
+            .concat();
+            build(&snap(&yaml)).remove(0).owner.map(|o| o.tool)
+        };
+        assert_eq!(with(""), None);
+        assert_eq!(
+            with("  labels: {kustomize.toolkit.fluxcd.io/name: apps}\n"),
+            Some("Flux")
+        );
+        assert_eq!(
+            with("  labels: {app.kubernetes.io/managed-by: Helm}\n"),
+            Some("Helm")
+        );
+        assert_eq!(
+            with("  annotations: {argocd.argoproj.io/tracking-id: 'shop:/Service:default/shop'}\n"),
+            Some("ArgoCD")
+        );
+        assert_eq!(
+            with(
+                "  managedFields: [{manager: argocd-controller, operation: Update, fieldsType: FieldsV1, fieldsV1: {}}]\n"
+            ),
+            Some("ArgoCD")
+        );
+        assert_eq!(
+            with("  labels: {app.kubernetes.io/instance: shop}\n"),
+            None,
+            "the instance label alone is Helm's convention too: not enough"
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub fn snap(yaml: &str) -> Snapshot {
             "ReplicaSet" => s.replicasets.push(serde_json::from_value(d).unwrap()),
             "EndpointSlice" => s.slices.push(serde_json::from_value(d).unwrap()),
             "Pod" => s.pods.push(serde_json::from_value(d).unwrap()),
+            "HorizontalPodAutoscaler" => s.hpas.push(serde_json::from_value(d).unwrap()),
             k => panic!("unexpected kind {k}"),
         }
     }
