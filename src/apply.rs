@@ -484,8 +484,36 @@ impl Applier<'_> {
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::ScaleDeployment {
-                deployment, patch, ..
+                deployment,
+                patch,
+                retire,
+                ..
             } => {
+                // Rule 2 at the moment of the write: no Service selects the slot again.
+                if let Some(r) = retire
+                    && !dry
+                {
+                    for name in &r.services {
+                        let svc = services
+                            .get(name)
+                            .await
+                            .map_err(|e| Error::kube(format!("read service {name}"), e))?;
+                        let selects = svc
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.selector.as_ref())
+                            .and_then(|s| s.get(&r.color_label))
+                            .is_some_and(|c| *c == r.color);
+                        if selects {
+                            let who = crate::model::selector_manager(&svc)
+                                .unwrap_or_else(|| "another client".into());
+                            return Err(Error::Reverted(format!(
+                                "Service {name} selects {} again (switched by {who}): deployment {deployment} serves traffic, so it is not scaled down",
+                                r.color
+                            )));
+                        }
+                    }
+                }
                 let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| Error::Other(format!("bad planned patch: {e}")))?;
                 let params = self.params();

@@ -10,7 +10,7 @@ use super::checks::{
 use super::promote::settle_secs;
 use super::steps::{
     active_service_names, event_step, follow_preview, live_replicas, move_hpa, record_step,
-    scale_step, settle_step, switch,
+    retire_step, scale_step, settle_step, switch,
 };
 use super::{Action, Actor, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -75,7 +75,7 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             .extend(settle_step(app, &back, settle_secs(app, req.settle)));
         if !req.keep {
             plan.steps
-                .push(scale_step(from, 0, "scale down the aborted slot"));
+                .push(retire_step(app, from, "scale down the aborted slot"));
         }
         return Ok(plan);
     }
@@ -103,7 +103,7 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
         plan.steps.extend(move_hpa(app, aborted, back));
         if !req.keep && aborted.desired > 0 {
             plan.steps
-                .push(scale_step(aborted, 0, "scale down the aborted slot"));
+                .push(retire_step(app, aborted, "scale down the aborted slot"));
         }
         return Ok(plan);
     }
@@ -142,7 +142,7 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             .extend(settle_step(app, &prev.color, settle_secs(app, req.settle)));
         if !req.keep {
             plan.steps
-                .push(scale_step(current, 0, "scale down the aborted slot"));
+                .push(retire_step(app, current, "scale down the aborted slot"));
         }
         return Ok(plan);
     }
@@ -178,8 +178,11 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             .push(record_step(app, Action::AbortPreview, p, &live, actor)?);
     }
     if p.desired > 0 {
-        plan.steps
-            .push(scale_step(p, 0, "abort the preview before it was promoted"));
+        plan.steps.push(retire_step(
+            app,
+            p,
+            "abort the preview before it was promoted",
+        ));
     }
     if !started {
         plan.steps.push(event_step(

@@ -85,6 +85,10 @@ pub enum Step {
         replicas: i32,
         patch: Value,
         why: String,
+        /// For a scale-down of a slot: re-read these Services right before the write and
+        /// stop if any selects this color again (rule 2: a live slot is never scaled down).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retire: Option<Retire>,
     },
     #[serde(rename_all = "camelCase")]
     CreateDeployment {
@@ -284,6 +288,15 @@ pub struct Plan {
     pub to: Option<String>,
     pub preconditions: Vec<String>,
     pub steps: Vec<Step>,
+}
+
+/// The Services a slot must no longer be selected by when it is scaled down.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Retire {
+    pub services: Vec<String>,
+    pub color_label: String,
+    pub color: String,
 }
 
 /// Where a check goes: the API server's proxy path of a Service or a pod.

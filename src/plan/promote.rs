@@ -9,7 +9,7 @@ use super::checks::{
 };
 use super::steps::{
     active_service_names, check_targets, delay_step, event_step, follow_preview, live_replicas,
-    move_hpa, scale_step, settle_step, switch,
+    move_hpa, retire_step, settle_step, switch,
 };
 use super::{Action, Actor, CheckSpec, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -316,9 +316,9 @@ fn scale_down_after(plan: &mut Plan, app: &App, req: &PromoteRequest, old: &Slot
         && old.desired > 0
     {
         plan.steps.push(delay_step(app, delay, &new.color));
-        plan.steps.push(scale_step(
+        plan.steps.push(retire_step(
+            app,
             old,
-            0,
             "scale down the old slot after the switch was verified",
         ));
     }

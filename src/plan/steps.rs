@@ -1,7 +1,7 @@
 //! The step builders every planner shares: guarded Service and Deployment patches, the
 //! state annotations of a switch, Events, delays, and copies of a Deployment as a slot.
 
-use super::{Action, Actor, CheckSpec, HISTORY_LIMIT, ProxyTarget, Step};
+use super::{Action, Actor, CheckSpec, HISTORY_LIMIT, ProxyTarget, Retire, Step};
 use crate::error::{Error, Result};
 use crate::model::{self, App, HistoryEntry, ServicePort, Slot};
 use serde_json::{Value, json};
@@ -39,7 +39,22 @@ pub(super) fn scale_step(slot: &Slot, replicas: i32, why: &str) -> Step {
             {"op": "replace", "path": "/spec/replicas", "value": replicas},
         ]),
         why: why.to_string(),
+        retire: None,
     }
+}
+
+/// A slot scaled to 0, guarded by its generation and by a fresh look at the app's
+/// Services right before the write (none may select it).
+pub(super) fn retire_step(app: &App, slot: &Slot, why: &str) -> Step {
+    let mut step = scale_step(slot, 0, why);
+    if let Step::ScaleDeployment { retire, .. } = &mut step {
+        *retire = Some(Retire {
+            services: active_service_names(app),
+            color_label: app.color_label.clone(),
+            color: slot.color.clone(),
+        });
+    }
+    step
 }
 
 /// The state annotations after a switch from `from` to `to`.
