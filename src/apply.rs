@@ -638,6 +638,26 @@ impl Applier<'_> {
                 self.record(step, "done", None);
             }
             Step::Replan { .. } => {}
+            Step::Gate {
+                deployment,
+                generation,
+            } => {
+                let d = deploys
+                    .get(deployment)
+                    .await
+                    .map_err(|e| Error::kube(format!("read deployment {deployment}"), e))?;
+                let now = d.metadata.generation.unwrap_or(0);
+                if now != *generation || !crate::facts::Rollout::of(&d).is_complete() {
+                    return Err(Error::Conflict(
+                        Reason::ChangedMeanwhile,
+                        format!(
+                            "deployment {deployment} changed since it was checked (generation {generation} → {now}): traffic is not switched to it"
+                        ),
+                    ));
+                }
+                // A check, not a change: not listed among what was done.
+                self.progress.done(&step.describe());
+            }
             Step::Check { targets, spec } => {
                 if dry {
                     self.record(step, "skipped in a dry run", None);

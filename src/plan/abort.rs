@@ -99,6 +99,20 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             color: live.clone(),
             color_label: app.color_label.clone(),
         });
+        // The interrupted run may have died between the switch and its Event.
+        let mut event = event_step(
+            app,
+            "Warning",
+            "Aborted",
+            format!(
+                "traffic switched back from {} to {live} by {} (finished by {})",
+                h.from, h.by, actor.user
+            ),
+        );
+        if let Step::CreateEvent { unless_since, .. } = &mut event {
+            *unless_since = Some(h.at.clone());
+        }
+        plan.steps.push(event);
         plan.steps.extend(follow_preview(app, &h.from));
         plan.steps.extend(move_hpa(app, aborted, back));
         if !req.keep && aborted.desired > 0 {
@@ -244,6 +258,7 @@ mod tests {
         assert_eq!(
             kinds(&plan),
             [
+                "gate",
                 "patch svc/shop",
                 "event Aborted",
                 "wait serving shop-blue",
@@ -283,7 +298,7 @@ mod tests {
         // Once blue is back, the re-plan switches.
         let (app, _) = app_of(&promoted(3));
         let plan = abort(&app, &AbortRequest::default(), &actor()).unwrap();
-        assert_eq!(kinds(&plan)[0], "patch svc/shop");
+        assert_eq!(kinds(&plan)[..2], ["gate", "patch svc/shop"]);
     }
 
     #[test]

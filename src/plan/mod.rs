@@ -168,6 +168,10 @@ pub enum Step {
         color: String,
         seconds: u64,
     },
+    /// Rule 1 at the moment of the switch: re-read the target Deployment right before the
+    /// first Service write; it must still be at `generation`, fully rolled out.
+    #[serde(rename_all = "camelCase")]
+    Gate { deployment: String, generation: i64 },
     /// Stop here: the pipeline observes the cluster again and plans the rest (after a
     /// wait that precedes a switch, so the switch is planned from fresh state).
     #[serde(rename_all = "camelCase")]
@@ -234,6 +238,12 @@ impl Step {
                 )
             }
             Step::Replan { why } => format!("observe again and plan the rest: {why}"),
+            Step::Gate {
+                deployment,
+                generation,
+            } => format!(
+                "re-check that deployment/{deployment} is still rolled out at generation {generation}"
+            ),
             Step::PatchHpa { hpa, why, .. } => {
                 format!("patch horizontalpodautoscaler/{hpa}: {why}")
             }

@@ -339,13 +339,14 @@ mod tests {
         assert_eq!(
             kinds(&plan),
             [
+                "gate",
                 "patch svc/shop",
                 "event Promoted",
                 "wait serving shop-green",
                 "patch svc/shop-preview"
             ]
         );
-        let Step::PatchService { patch, .. } = &plan.steps[0] else {
+        let Step::PatchService { patch, .. } = &plan.steps[1] else {
             panic!()
         };
         assert_eq!(patch["spec"]["selector"]["bluegreen.io/color"], "green");
@@ -372,7 +373,7 @@ mod tests {
             ),
             ("promote", "blue", "green", "alice")
         );
-        let Step::PatchService { patch, .. } = &plan.steps[3] else {
+        let Step::PatchService { patch, .. } = &plan.steps[4] else {
             panic!()
         };
         assert_eq!(
@@ -394,7 +395,7 @@ mod tests {
         };
         let plan = promote(&app, &req, &actor()).unwrap();
         assert_eq!(
-            kinds(&plan)[2..],
+            kinds(&plan)[3..],
             [
                 "wait serving shop-green",
                 "patch svc/shop-preview",
@@ -531,7 +532,7 @@ mod tests {
         assert_eq!(plan.to.as_deref(), Some("green"));
         assert_eq!(
             kinds(&plan),
-            ["patch svc/shop", "event Promoted", "wait serving b"]
+            ["gate", "patch svc/shop", "event Promoted", "wait serving b"]
         );
         // The state Service (first by name) was switched and recorded; the second was not.
         let history = r#"[{"action":"promote","from":"blue","to":"green","at":"2026-11-21T00:00:00Z","fromRevision":"4","toRevision":"4"}]"#;
@@ -551,7 +552,12 @@ mod tests {
         assert_eq!(plan.outcome, Outcome::Finish);
         assert_eq!(
             kinds(&plan),
-            ["patch svc/shop-grpc", "event Promoted", "wait serving b"],
+            [
+                "gate",
+                "patch svc/shop-grpc",
+                "event Promoted",
+                "wait serving b"
+            ],
             "the interrupted run may have died before its Event: this one records it"
         );
 

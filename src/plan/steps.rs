@@ -209,6 +209,13 @@ pub(super) fn switch(
     };
     let mut steps = switch_services(app, &to.color, state, why);
     if !steps.is_empty() {
+        steps.insert(
+            0,
+            Step::Gate {
+                deployment: to.deployment.clone(),
+                generation: to.generation,
+            },
+        );
         let (kind, reason, message) = match action {
             Action::AutoAbort => (
                 "Warning",

@@ -48,6 +48,7 @@ pub fn kinds(plan: &Plan) -> Vec<String> {
             Step::WaitServing { deployment, .. } => format!("wait serving {deployment}"),
             Step::Delay { seconds, .. } => format!("delay {seconds}"),
             Step::Replan { .. } => "replan".to_string(),
+            Step::Gate { .. } => "gate".to_string(),
             Step::PatchHpa { hpa, .. } => format!("patch hpa/{hpa}"),
             Step::Check { targets, .. } => format!("check {}", targets.len()),
             Step::Bake { deployment, .. } => format!("bake {deployment}"),

@@ -66,7 +66,7 @@ async fn dry_run_client_prints_the_exact_plan() {
     assert_eq!(doc["kind"], "Plan");
     assert_eq!(doc["action"], "promote");
     assert_eq!(
-        doc["steps"][0]["patch"]["metadata"]["annotations"]["bluegreen.io/history"]
+        doc["steps"][1]["patch"]["metadata"]["annotations"]["bluegreen.io/history"]
             .as_str()
             .map(|h| h.contains(crate::FIXED_NOW)),
         Some(true),

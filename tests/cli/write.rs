@@ -569,14 +569,22 @@ async fn dry_runs_change_nothing() {
         ),
         "{text}"
     );
-    assert!(text.contains("  1. patch service/shop: switch traffic: select bluegreen.io/color=green\n     {\"metadata\":"), "{text}");
+    assert!(
+        text.contains("  1. re-check that deployment/shop-green is still rolled out at generation"),
+        "{text}"
+    );
+    assert!(text.contains("  2. patch service/shop: switch traffic: select bluegreen.io/color=green\n     {\"metadata\":"), "{text}");
     let out = world
         .bluegreen(&["promote", "shop", "--dry-run=client", "-o", "json"])
         .await;
     let plan: Value = serde_json::from_str(ok(&out)).unwrap();
     assert_eq!(
-        (plan["kind"].as_str(), plan["steps"][0]["step"].as_str()),
-        (Some("Plan"), Some("patchService"))
+        (
+            plan["kind"].as_str(),
+            plan["steps"][0]["step"].as_str(),
+            plan["steps"][1]["step"].as_str()
+        ),
+        (Some("Plan"), Some("gate"), Some("patchService"))
     );
     let out = world
         .bluegreen(&["promote", "shop", "--dry-run=server"])
