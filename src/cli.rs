@@ -34,38 +34,42 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of kubectl's flags, listed after each command's own.
+const CONNECTION: &str = "Connection (kubectl's flags)";
+
 /// kubectl's connection flags, accepted before or after the subcommand.
 #[derive(Args, Debug, Clone, Default)]
 pub struct GlobalOpts {
     /// Path to the kubeconfig file to use (only that file).
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(help_heading = CONNECTION, long, global = true, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context to use.
-    #[arg(long, global = true)]
+    #[arg(help_heading = CONNECTION, long, global = true)]
     pub context: Option<String>,
     /// The kubeconfig cluster to use.
-    #[arg(long, global = true)]
+    #[arg(help_heading = CONNECTION, long, global = true)]
     pub cluster: Option<String>,
     /// The kubeconfig user to use.
-    #[arg(long, global = true)]
+    #[arg(help_heading = CONNECTION, long, global = true)]
     pub user: Option<String>,
     /// Namespace (default: the context's namespace, else `default`).
-    #[arg(short = 'n', long, global = true)]
+    #[arg(help_heading = CONNECTION, short = 'n', long, global = true)]
     pub namespace: Option<String>,
     /// Give up on a request after this long (`0` = no limit), e.g. `10s`, `1m`.
-    #[arg(long, global = true, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(help_heading = CONNECTION, long, global = true, value_parser = parse_duration, value_name = "DURATION")]
     pub request_timeout: Option<Duration>,
     /// Impersonate this user.
-    #[arg(long = "as", global = true, value_name = "USER")]
+    #[arg(help_heading = CONNECTION, long = "as", global = true, value_name = "USER")]
     pub as_user: Option<String>,
     /// Impersonate this group (repeatable).
-    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    #[arg(help_heading = CONNECTION, long = "as-group", global = true, value_name = "GROUP")]
     pub as_groups: Vec<String>,
     /// Do not verify the server's certificate (insecure).
-    #[arg(long, global = true)]
+    #[arg(help_heading = CONNECTION, long, global = true)]
     pub insecure_skip_tls_verify: bool,
     /// Log verbosity on stderr, kubectl-style: -v=2 info, -v=4 debug, -v=6 requests.
     #[arg(
+        help_heading = CONNECTION,
         short = 'v',
         long = "v",
         global = true,
@@ -911,6 +915,22 @@ mod tests {
             "APP or -l is required"
         );
         assert!(Cli::try_parse_from(["kubectl-bluegreen", "status", "a", "-l", "x=y"]).is_err());
+    }
+
+    #[test]
+    fn help_lists_the_commands_own_flags_before_kubectls() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        cli.build(); // propagates the global (kubectl) flags to the subcommands
+        let help = cli
+            .find_subcommand_mut("promote")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        let own = help.find("--scale-down-old").unwrap();
+        let heading = help.find("Connection (kubectl's flags):").unwrap();
+        let kubeconfig = help.find("--kubeconfig").unwrap();
+        assert!(own < heading && heading < kubeconfig, "{help}");
     }
 
     #[test]

@@ -41,6 +41,15 @@ pub async fn run(
                 )
             })?;
             let wanted = app.slot(Role::Active).map(|s| s.desired).unwrap_or(0);
+            if preview.desired == 0 {
+                return Err(Error::Precondition(
+                    Reason::PreviewEmpty,
+                    format!(
+                        "preview slot {} is scaled to 0: it cannot become ready for a promote (`kubectl bluegreen set-image {} ...` puts a version on it)",
+                        preview.color, app.name
+                    ),
+                ));
+            }
             if preview.desired < wanted {
                 return Err(Error::Precondition(
                     Reason::PreviewTooSmall,

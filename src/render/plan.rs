@@ -141,6 +141,17 @@ pub fn summary(plan: &Plan, dry_run: DryRun, results: &[StepResult]) -> String {
             );
         }
         (Action::Abort, _) => format!("aborted {}", plan.app),
+        (Action::SetImage, _)
+            if !plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::WaitRolledOut { .. })) =>
+        {
+            format!(
+                "new image(s) set on the preview slot of {} (not waited for: `kubectl bluegreen wait {} --for=preview-ready`)",
+                plan.app, plan.app
+            )
+        }
         (Action::SetImage, _) => format!(
             "new image(s) rolled out on the preview slot of {}",
             plan.app
@@ -234,4 +245,36 @@ pub fn selected_error(results: &[AppResult]) -> Option<Error> {
             results.len()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_image(steps: Vec<Step>) -> Plan {
+        Plan {
+            action: Action::SetImage,
+            app: "shop".into(),
+            namespace: "default".into(),
+            outcome: Outcome::Change,
+            from: Some("green".into()),
+            to: Some("green".into()),
+            preconditions: vec![],
+            steps,
+        }
+    }
+
+    #[test]
+    fn set_image_says_rolled_out_only_when_it_waited() {
+        let wait = Step::WaitRolledOut {
+            deployment: "shop-green".into(),
+        };
+        assert_eq!(
+            summary(&set_image(vec![wait]), DryRun::None, &[]),
+            "new image(s) rolled out on the preview slot of shop: green\n"
+        );
+        let text = summary(&set_image(vec![]), DryRun::None, &[]);
+        assert!(text.contains("not waited for"), "{text}");
+        assert!(!text.contains("rolled out"), "{text}");
+    }
 }
