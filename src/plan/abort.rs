@@ -29,16 +29,7 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
     require_two_slots(app)?;
     let state_color = live_color(app)?;
     let last = app.last_switch.as_ref();
-    let mut plan = Plan {
-        action: Action::Abort,
-        app: app.name.clone(),
-        namespace: app.namespace.clone(),
-        outcome: Outcome::Change,
-        from: None,
-        to: None,
-        preconditions: vec![],
-        steps: vec![],
-    };
+    let mut plan = Plan::new(Action::Abort, &app.name, &app.namespace);
 
     // A partially switched app: every Service back, through the readiness gate.
     if !services_agree(app) {

@@ -87,16 +87,8 @@ pub fn init(
     };
     let name_of =
         |d: &k8s_openapi::api::apps::v1::Deployment| d.metadata.name.clone().unwrap_or_default();
-    let mut plan = Plan {
-        action: Action::Init,
-        app: service.to_string(),
-        namespace: namespace.to_string(),
-        outcome: Outcome::Change,
-        from: None,
-        to: Some("blue".into()),
-        preconditions: vec![],
-        steps: vec![],
-    };
+    let mut plan = Plan::new(Action::Init, service, namespace);
+    plan.to = Some("blue".into());
     if !adopted && originals.len() != 1 {
         let reason = if originals.is_empty() {
             Reason::NothingToAdopt

@@ -300,6 +300,22 @@ pub struct Plan {
     pub steps: Vec<Step>,
 }
 
+impl Plan {
+    /// An empty plan of `action` on `app` in `namespace`; planners fill it in.
+    pub fn new(action: Action, app: &str, namespace: &str) -> Plan {
+        Plan {
+            action,
+            app: app.to_string(),
+            namespace: namespace.to_string(),
+            outcome: Outcome::Change,
+            from: None,
+            to: None,
+            preconditions: vec![],
+            steps: vec![],
+        }
+    }
+}
+
 /// The Services a slot must no longer be selected by when it is scaled down.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -49,16 +49,7 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
     require_two_slots(app)?;
     let state_color = live_color(app)?;
     let last = app.last_switch.as_ref();
-    let mut plan = Plan {
-        action: Action::Promote,
-        app: app.name.clone(),
-        namespace: app.namespace.clone(),
-        outcome: Outcome::Change,
-        from: None,
-        to: None,
-        preconditions: vec![],
-        steps: vec![],
-    };
+    let mut plan = Plan::new(Action::Promote, &app.name, &app.namespace);
     if let Some(to) = &req.to
         && slot_by_color(app, to).is_none()
     {

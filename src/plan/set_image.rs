@@ -3,7 +3,7 @@
 
 use super::checks::{check_not_live, live_color, refuse_partial, require_two_slots, slot_by_color};
 use super::steps::{copy_as_slot, live_replicas};
-use super::{Action, Outcome, Plan, Step};
+use super::{Action, Plan, Step};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role};
 use crate::observe::Snapshot;
@@ -96,16 +96,7 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
     })?;
     // Sized like the live slot now (with an HPA, what it scaled the live slot to).
     let replicas = req.replicas.unwrap_or(live_replicas(app, active));
-    let mut plan = Plan {
-        action: Action::SetImage,
-        app: app.name.clone(),
-        namespace: app.namespace.clone(),
-        outcome: Outcome::Change,
-        from: None,
-        to: None,
-        preconditions: vec![],
-        steps: vec![],
-    };
+    let mut plan = Plan::new(Action::SetImage, &app.name, &app.namespace);
     let raw = |name: &str| -> Result<Value> {
         let d = snap
             .deployments
