@@ -111,6 +111,46 @@ fn conflict_or(e: kube::Error, action: String, tests_generation: bool) -> Error 
     }
 }
 
+/// A Deployment of the new slot's name exists: if it is shaped as the slot (another hand
+/// created it meanwhile), a re-plan adopts it; else the name belongs to something else
+/// (reads select the app's objects by label, so the planner may not have seen it).
+async fn name_taken(
+    deploys: &Api<Deployment>,
+    name: &str,
+    planned: &Deployment,
+    status: kube::core::Status,
+) -> Error {
+    let labels = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
+    };
+    let want = labels(planned);
+    match deploys.get_opt(name).await {
+        Ok(Some(existing))
+            if want
+                .iter()
+                .all(|(k, v)| labels(&existing).get(k) == Some(v)) =>
+        {
+            Error::Conflict(
+                Reason::Conflict,
+                format!(
+                    "create deployment {name}: it was created meanwhile ({})",
+                    status.message
+                ),
+            )
+        }
+        _ => Error::Precondition(
+            Reason::NameTaken,
+            format!(
+                "deployment {name} already exists but is not a slot of this app: rename it or pass --color"
+            ),
+        ),
+    }
+}
+
 /// An Event's name as client-go's recorder makes it (`<object>.<hex nanoseconds>`, so
 /// names sort by time), plus a per-process sequence number: two Events of one command
 /// never collide, even on a fixed clock.
@@ -529,11 +569,15 @@ impl Applier<'_> {
                 let d: Deployment = serde_json::from_value(body.clone())
                     .map_err(|e| Error::Other(format!("bad planned deployment: {e}")))?;
                 let params = self.post_params();
-                let d = with_retry(|| deploys.create(&params, &d))
-                    .await
-                    .map_err(|e| {
+                let created = with_retry(|| deploys.create(&params, &d)).await;
+                let d = match created {
+                    Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                        return Err(name_taken(&deploys, deployment, &d, *s).await);
+                    }
+                    other => other.map_err(|e| {
                         conflict_or(e, format!("create deployment {deployment}"), false)
-                    })?;
+                    })?,
+                };
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::PatchService { service, patch, .. } => {

@@ -184,6 +184,7 @@ pub enum Reason {
     // not found (exit 3)
     NotFound,
     AppNotFound,
+    NamespaceNotFound,
     NotAnApp,
     ServiceNotFound,
     NoSuchSlot,

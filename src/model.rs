@@ -18,7 +18,7 @@ pub const COLOR_LABEL_ANNOTATION: &str = "bluegreen.io/color-label";
 pub const PREVIEW_ANNOTATION: &str = "bluegreen.io/preview-service";
 pub const PREVIOUS_COLOR_ANNOTATION: &str = "bluegreen.io/previous-color";
 pub const HISTORY_ANNOTATION: &str = "bluegreen.io/history";
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+pub(crate) const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
 /// What a mutating command does; also the `action` of its history entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,7 +368,7 @@ fn labels(
     md.labels.clone().unwrap_or_default()
 }
 
-fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
+pub(crate) fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
     svc.metadata
         .annotations
         .as_ref()?
@@ -377,13 +377,13 @@ fn annotation<'a>(svc: &'a Service, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-fn color_label_of(svc: &Service) -> String {
+pub(crate) fn color_label_of(svc: &Service) -> String {
     annotation(svc, COLOR_LABEL_ANNOTATION)
         .unwrap_or(DEFAULT_COLOR_LABEL)
         .to_string()
 }
 
-fn selector_of(svc: &Service) -> BTreeMap<String, String> {
+pub(crate) fn selector_of(svc: &Service) -> BTreeMap<String, String> {
     svc.spec
         .as_ref()
         .and_then(|s| s.selector.clone())
@@ -491,7 +491,7 @@ fn selector_entry(
 }
 
 /// Whether a Service is an app's active Service: its selector carries the color key.
-fn is_app_service(svc: &Service) -> bool {
+pub(crate) fn is_app_service(svc: &Service) -> bool {
     selector_of(svc).contains_key(&color_label_of(svc))
 }
 

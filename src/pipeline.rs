@@ -20,12 +20,13 @@ use crate::env::Env;
 use crate::error::{Error, Reason, Result};
 use crate::lease::{self, Holder};
 use crate::model;
-use crate::observe::{self, Scope, Snapshot};
+use crate::observe::{self, Query, Reader, Scope, Snapshot};
 use crate::plan::{self, Action, Actor, Intent, Plan};
 use crate::progress::Progress;
 use crate::render::plan::{self as show, AppResult};
 use crate::request::{DryRun, Target, WriteOptions};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, PostParams};
 use std::sync::{Arc, Mutex};
 
@@ -65,7 +66,7 @@ async fn run_one(
     };
 
     // 1. Observe and plan: refusals come before any lock or write.
-    let seen = observe(env).await?;
+    let seen = observe(env, name, Some(intent)).await?;
     let first = plan::plan(intent, &seen, &namespace, name, &actor)?;
     if !options.allow_gitops {
         refuse_gitops_owner(&seen, &namespace, name, options)?;
@@ -117,7 +118,7 @@ async fn run_one(
     let work = async {
         let (mut conflicts, mut replans) = (0, 0);
         loop {
-            let snap = observe(env).await?;
+            let snap = observe(env, name, Some(intent)).await?;
             // Another hand's change is told as such before the planner sees the state
             // it left (which it might refuse for a reason of its own).
             pin.check_state(&snap, &namespace, name, &done)?;
@@ -198,14 +199,17 @@ async fn run_selected(
     options: &WriteOptions,
 ) -> Result<()> {
     let scope = Scope::Namespace(env.conn.namespace.clone());
-    let (snap, matching) = observe::snapshot_selecting(
-        &env.conn.client,
-        &scope,
-        Some(selector),
-        env.conn.request_timeout,
-    )
-    .await?;
-    let matching = matching.unwrap_or_default();
+    // Which apps: their names come from the Services alone; each app is then read on
+    // its own, fresh, by the pipeline.
+    let reader = Reader::new(&env.conn.client, env.conn.request_timeout);
+    let (services, matching) = tokio::try_join!(
+        reader.list::<Service>(&scope, Query::default()),
+        reader.matching_services(&scope, selector)
+    )?;
+    let snap = Snapshot {
+        services,
+        ..Snapshot::default()
+    };
     let names: Vec<String> = model::build(&snap)
         .into_iter()
         .filter(|a| {
@@ -241,15 +245,16 @@ async fn run_selected(
     }
 }
 
-/// Reads the namespace the command acts in (fresh: preconditions of writes are checked
-/// against it).
-async fn observe(env: &Env) -> Result<Snapshot> {
-    observe::snapshot(
-        &env.conn.client,
-        &Scope::Namespace(env.conn.namespace.clone()),
-        env.conn.request_timeout,
-    )
-    .await
+/// Reads the app's objects (fresh and whole: preconditions of writes are checked against
+/// them, and the write side copies Deployments).
+async fn observe(env: &Env, name: &str, intent: Option<&Intent>) -> Result<Snapshot> {
+    // init leaves the color key it adopts with out of the pod labels it reads by.
+    let color_label = match intent {
+        Some(Intent::Init(req)) => req.color_label.as_deref(),
+        _ => None,
+    };
+    let reader = Reader::new(&env.conn.client, env.conn.request_timeout);
+    observe::app(&reader, &env.conn.namespace, name, color_label).await
 }
 
 /// The authenticated user (SelfSubjectReview), else the kubeconfig's user name.
@@ -470,7 +475,7 @@ async fn after_switch(
     cause: Error,
 ) -> Error {
     let namespace = &env.conn.namespace;
-    let state = match observe(env).await {
+    let state = match observe(env, name, None).await {
         Ok(snap) => model::find_app(&snap, namespace, name).ok(),
         Err(_) => None,
     };

@@ -213,6 +213,8 @@ pub struct Cluster {
     next_pod_ip: AtomicU32,
     next_node_port: AtomicU32,
     request_seq: std::sync::atomic::AtomicU64,
+    /// Response body bytes sent to clients (watch streams as they flow).
+    bytes_served: std::sync::atomic::AtomicU64,
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
@@ -242,6 +244,7 @@ impl Cluster {
             next_pod_ip: AtomicU32::new(2),
             next_node_port: AtomicU32::new(30080),
             request_seq: std::sync::atomic::AtomicU64::new(0),
+            bytes_served: std::sync::atomic::AtomicU64::new(0),
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
             pod_servers: RwLock::new(Default::default()),
@@ -462,8 +465,20 @@ impl Cluster {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Clears the request log and the count of bytes served.
     pub fn clear_request_log(&self) {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.bytes_served.store(0, Ordering::SeqCst);
+    }
+
+    /// Response body bytes sent since the log was last cleared: what clients received
+    /// from the API server (list pages, objects, watch events).
+    pub fn bytes_served(&self) -> u64 {
+        self.bytes_served.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn count_served(&self, n: usize) {
+        self.bytes_served.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Service ClusterIPs from 10.96.0.0/12, like a default kubeadm cluster.

@@ -157,6 +157,31 @@ impl Store {
         (items, inner.rv)
     }
 
+    /// The objects `keep` accepts (copying only those) and the store's resourceVersion:
+    /// a selected list of a large namespace costs what it selects, not what it holds.
+    pub fn list_where(
+        &self,
+        storage: &str,
+        ns: Option<&str>,
+        mut keep: impl FnMut(&Value) -> bool,
+    ) -> (Vec<Value>, u64) {
+        let inner = self.lock();
+        let items = match inner.objects.get(storage) {
+            None => Vec::new(),
+            Some(b) => match ns {
+                Some(ns) => b
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|((n, _), _)| n == ns)
+                    .map(|(_, v)| v)
+                    .filter(|v| keep(v))
+                    .cloned()
+                    .collect(),
+                None => b.values().filter(|v| keep(v)).cloned().collect(),
+            },
+        };
+        (items, inner.rv)
+    }
+
     /// Visits objects without copying them all (controllers scan large stores).
     pub fn scan<R>(
         &self,

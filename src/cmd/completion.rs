@@ -7,8 +7,9 @@
 use crate::cli::{Cli, GlobalOpts};
 use crate::connect;
 use crate::model;
-use crate::observe::{self, Scope};
+use crate::observe::{Query, Reader, Scope, Snapshot};
 use clap::CommandFactory;
+use k8s_openapi::api::core::v1::Service;
 
 /// cobra's ShellCompDirectiveNoFileComp.
 const NO_FILE_COMP: u8 = 4;
@@ -104,15 +105,15 @@ pub async fn candidates(words: &[String]) -> Vec<String> {
     let Ok(conn) = connect::connect(&global_opts(words)).await else {
         return Vec::new();
     };
-    let Ok(snap) = observe::snapshot_with(
-        &conn.client,
-        &Scope::Namespace(conn.namespace.clone()),
-        Some(std::time::Duration::from_secs(5)),
-        observe::Detail::Lean,
-    )
-    .await
-    else {
+    // App names and live colors come from the Services alone.
+    let reader = Reader::view(&conn.client, Some(std::time::Duration::from_secs(5)));
+    let scope = Scope::Namespace(conn.namespace.clone());
+    let Ok(services) = reader.list::<Service>(&scope, Query::default()).await else {
         return Vec::new();
+    };
+    let snap = Snapshot {
+        services,
+        ..Snapshot::default()
     };
     if sub == "init" {
         // Services not yet adopted: a selector without a color label.

@@ -4,18 +4,13 @@ use crate::cli::Output;
 use crate::env::Env;
 use crate::error::Result;
 use crate::model;
-use crate::observe::{self, Scope};
+use crate::observe::{self, Reader};
 use crate::render::{self, Format, history::AppHistory};
 
 pub async fn run(env: &mut Env, app: &str, output: Output) -> Result<()> {
     let ns = env.conn.namespace.clone();
-    let snap = observe::snapshot_with(
-        &env.conn.client,
-        &Scope::Namespace(ns.clone()),
-        env.conn.request_timeout,
-        observe::Detail::Lean,
-    )
-    .await?;
+    let reader = Reader::view(&env.conn.client, env.conn.request_timeout);
+    let snap = observe::app(&reader, &ns, app, None).await?;
     let app = model::find_app(&snap, &ns, app)?;
     let text = match output {
         Output::Json => render::document(&AppHistory::new(&app), Format::Json)?,

@@ -4,7 +4,7 @@ use crate::cli::Output;
 use crate::env::Env;
 use crate::error::Result;
 use crate::model;
-use crate::observe::{self, Scope};
+use crate::observe::{Reader, Scope};
 use crate::render::{self, Format, status::AppStatusList};
 
 pub async fn run(
@@ -20,7 +20,9 @@ pub async fn run(
     };
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let (snap, matching) = observe::snapshot_selecting(&client, &scope, selector, timeout).await?;
+    let (snap, matching) = Reader::view(&client, timeout)
+        .snapshot_selecting(&scope, selector)
+        .await?;
     let mut apps = model::build(&snap);
     if let Some(m) = matching {
         apps.retain(|a| {

@@ -5,7 +5,7 @@ use crate::cmd::watch;
 use crate::env::Env;
 use crate::error::{Error, Reason, Result};
 use crate::model;
-use crate::observe::{self, Scope};
+use crate::observe::{self, Reader, Scope};
 use crate::render;
 use crate::request::Target;
 
@@ -22,14 +22,14 @@ pub async fn run(env: &mut Env, target: &Target, output: Output, follow: bool) -
     let scope = Scope::Namespace(ns.clone());
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let selector = match target {
-        Target::Selector(s) => Some(s.as_str()),
-        Target::App(_) => None,
-    };
-    let (snap, matching) = observe::snapshot_selecting(&client, &scope, selector, timeout).await?;
-    let apps = match (target, matching) {
-        (Target::App(name), _) => vec![model::find_app(&snap, &ns, name)?],
-        (Target::Selector(selector), matching) => {
+    let reader = Reader::view(&client, timeout);
+    let apps = match target {
+        Target::App(name) => {
+            let snap = observe::app(&reader, &ns, name, None).await?;
+            vec![model::find_app(&snap, &ns, name)?]
+        }
+        Target::Selector(selector) => {
+            let (snap, matching) = reader.snapshot_selecting(&scope, Some(selector)).await?;
             let matching = matching.unwrap_or_default();
             let selected: Vec<_> = model::build(&snap)
                 .into_iter()

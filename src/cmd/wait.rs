@@ -4,7 +4,7 @@ use crate::cli::WaitFor;
 use crate::env::Env;
 use crate::error::{Error, Reason, Result};
 use crate::model::{self, Role};
-use crate::observe::{self, Scope};
+use crate::observe::{self, Detail, Reader};
 use crate::progress::Progress;
 use crate::verify;
 
@@ -19,13 +19,12 @@ pub async fn run(
     let deadline = tokio::time::Instant::now() + timeout;
     let progress = Progress::new(env.tty_err, false);
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
-    let snap = observe::snapshot_with(
-        &client,
-        &Scope::Namespace(ns.clone()),
-        env.conn.request_timeout,
-        observe::Detail::Lean,
-    )
-    .await?;
+    // Fresh: a script acts on what wait says.
+    let reader = Reader {
+        detail: Detail::Lean,
+        ..Reader::new(&client, env.conn.request_timeout)
+    };
+    let snap = observe::app(&reader, &ns, app, None).await?;
     let app = model::find_app(&snap, &ns, app)?;
     let at = verify::At {
         client: &client,

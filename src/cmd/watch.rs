@@ -1,93 +1,145 @@
-//! `status --watch`: reflectors on the app's Services, Deployments, ReplicaSets and
-//! EndpointSlices (watch events, no polling; kube-runtime re-lists after a dropped or
-//! expired watch), redrawn at most four times a second and only when the rendering
-//! changed. Ctrl-C ends it with exit 0.
+//! `status --watch`: watches as narrow as the app's reads (its Services by name and
+//! label, its Deployments, ReplicaSets and Pods by its pod labels, its EndpointSlices by
+//! Service name) tell when something changed; each redraw then reads the app again the
+//! way `status` does (observe::app), so a frame is always one consistent, fresh model.
+//! Redrawn at most four times a second and only when the rendering changed; when the
+//! app's selectors change (say, a Service switched), the watches follow. kube-runtime
+//! re-lists after a dropped or expired watch. Ctrl-C ends it with exit 0.
 
 use crate::cli::Output;
 use crate::env::Env;
 use crate::error::Result;
-use crate::model;
-use crate::observe::Snapshot;
+use crate::model::{self, APP_LABEL, PREVIEW_ANNOTATION, SERVICE_NAME_LABEL};
+use crate::observe::{self, Reader, Snapshot};
+use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 const REDRAW_EVERY: Duration = Duration::from_millis(250);
 
-fn cloned<K: Clone + kube::Resource>(store: &Store<K>) -> Vec<K>
+/// What the watches select, derived from the last snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Selection {
+    services: BTreeSet<String>,
+    pod_labels: Option<String>,
+    slices: Option<String>,
+    deployments: BTreeSet<String>,
+}
+
+impl Selection {
+    fn of(snap: &Snapshot, app: Option<&model::App>, name: &str) -> Selection {
+        let mut services: BTreeSet<String> = BTreeSet::from([name.to_string()]);
+        services.extend(snap.services.iter().filter_map(|s| {
+            s.metadata
+                .annotations
+                .as_ref()?
+                .get(PREVIEW_ANNOTATION)
+                .cloned()
+        }));
+        let Some(app) = app else {
+            return Selection {
+                services,
+                pod_labels: None,
+                slices: None,
+                deployments: BTreeSet::new(),
+            };
+        };
+        let state = snap
+            .services
+            .iter()
+            .find(|s| s.metadata.name.as_deref() == Some(app.state_service()));
+        let pod_labels = state.map(|s| {
+            let mut sel = model::selector_of(s);
+            let key = model::color_label_of(s);
+            sel.remove(&key);
+            if sel.is_empty() {
+                key
+            } else {
+                sel.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        });
+        let mut served: BTreeSet<String> = app.services.iter().map(|s| s.name.clone()).collect();
+        served.extend(app.preview_service.iter().map(|p| p.name.clone()));
+        Selection {
+            services,
+            pod_labels,
+            slices: Some(format!(
+                "{SERVICE_NAME_LABEL} in ({})",
+                served.into_iter().collect::<Vec<_>>().join(",")
+            )),
+            deployments: app.slots.iter().map(|s| s.deployment.clone()).collect(),
+        }
+    }
+}
+
+/// A stream that yields whenever a watched object changes.
+fn changes<K>(api: Api<K>, cfg: watcher::Config) -> BoxStream<'static, ()>
 where
-    K::DynamicType: std::hash::Hash + Eq + Clone,
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
-    store.state().iter().map(|k| (**k).clone()).collect()
+    watcher(api, cfg).default_backoff().map(|_| ()).boxed()
+}
+
+fn watches(client: &kube::Client, ns: &str, name: &str, sel: &Selection) -> BoxStream<'static, ()> {
+    let by_name = |n: &str| watcher::Config::default().fields(&format!("metadata.name={n}"));
+    let mut all: Vec<BoxStream<'static, ()>> = vec![changes(
+        Api::<Service>::namespaced(client.clone(), ns),
+        watcher::Config::default().labels(&format!("{APP_LABEL}={name}")),
+    )];
+    for s in &sel.services {
+        all.push(changes(
+            Api::<Service>::namespaced(client.clone(), ns),
+            by_name(s),
+        ));
+    }
+    if let Some(labels) = &sel.pod_labels {
+        let cfg = || watcher::Config::default().labels(labels);
+        all.push(changes(
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            cfg(),
+        ));
+        all.push(changes(
+            Api::<ReplicaSet>::namespaced(client.clone(), ns),
+            cfg(),
+        ));
+        all.push(changes(Api::<Pod>::namespaced(client.clone(), ns), cfg()));
+    }
+    for d in &sel.deployments {
+        all.push(changes(
+            Api::<Deployment>::namespaced(client.clone(), ns),
+            by_name(d),
+        ));
+    }
+    if let Some(slices) = &sel.slices {
+        all.push(changes(
+            Api::<EndpointSlice>::namespaced(client.clone(), ns),
+            watcher::Config::default().labels(slices),
+        ));
+    }
+    stream::select_all(all).boxed()
 }
 
 pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
     let ns = env.conn.namespace.clone();
     let client = env.conn.client.clone();
-    let (svc_r, svc_w) = reflector::store::<Service>();
-    let (dep_r, dep_w) = reflector::store::<Deployment>();
-    let (rs_r, rs_w) = reflector::store::<ReplicaSet>();
-    let (eps_r, eps_w) = reflector::store::<EndpointSlice>();
-    let cfg = watcher::Config::default();
-    let events = stream::select_all(vec![
-        reflector::reflector(
-            svc_w,
-            watcher(Api::<Service>::namespaced(client.clone(), &ns), cfg.clone()),
-        )
-        .default_backoff()
-        .map(|e| e.is_ok())
-        .boxed(),
-        reflector::reflector(
-            dep_w,
-            watcher(
-                Api::<Deployment>::namespaced(client.clone(), &ns),
-                cfg.clone(),
-            ),
-        )
-        .default_backoff()
-        .map(|e| e.is_ok())
-        .boxed(),
-        reflector::reflector(
-            rs_w,
-            watcher(
-                Api::<ReplicaSet>::namespaced(client.clone(), &ns),
-                cfg.clone(),
-            ),
-        )
-        .default_backoff()
-        .map(|e| e.is_ok())
-        .boxed(),
-        reflector::reflector(
-            eps_w,
-            watcher(Api::<EndpointSlice>::namespaced(client.clone(), &ns), cfg),
-        )
-        .default_backoff()
-        .map(|e| e.is_ok())
-        .boxed(),
-    ]);
-    tokio::pin!(events);
-    let ready = async {
-        let _ = tokio::join!(
-            svc_r.wait_until_ready(),
-            dep_r.wait_until_ready(),
-            rs_r.wait_until_ready(),
-            eps_r.wait_until_ready()
-        );
-    };
-    // Drive the streams until every store has its initial list.
-    tokio::pin!(ready);
-    loop {
-        tokio::select! {
-            _ = &mut ready => break,
-            ev = events.next() => if ev.is_none() { return Ok(()) },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-        }
-    }
+    let reader = Reader::view(&client, env.conn.request_timeout);
+    let mut selection: Option<Selection> = None;
+    let mut events: BoxStream<'static, ()> = stream::pending().boxed();
     let mut last = String::new();
     let mut first = true;
     let mut dirty = true;
@@ -96,8 +148,19 @@ pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
         tokio::select! {
             _ = tick.tick(), if dirty => {
                 dirty = false;
-                let snap = Snapshot { services: cloned(&svc_r), deployments: cloned(&dep_r), replicasets: cloned(&rs_r), slices: cloned(&eps_r), ..Snapshot::default() };
-                let app = match model::find_app(&snap, &ns, app_name) {
+                let snap = match observe::app(&reader, &ns, app_name, None).await {
+                    Ok(snap) => snap,
+                    Err(e) if first => return Err(e),
+                    // A failed read: say it, and try again on the next change.
+                    Err(e) => { env.print(&format!("{e}\n"))?; continue; }
+                };
+                let found = model::find_app(&snap, &ns, app_name);
+                let now = Selection::of(&snap, found.as_ref().ok(), app_name);
+                if selection.as_ref() != Some(&now) {
+                    events = watches(&client, &ns, app_name, &now);
+                    selection = Some(now);
+                }
+                let app = match found {
                     Ok(app) => app,
                     Err(e) if first => return Err(e),
                     Err(e) => { env.print(&format!("{e}\n"))?; continue; }
@@ -111,7 +174,7 @@ pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
                 }
             }
             ev = events.next() => match ev {
-                Some(_) => dirty = true,
+                Some(()) => dirty = true,
                 None => return Ok(()),
             },
             _ = tokio::signal::ctrl_c() => return Ok(()),

@@ -37,7 +37,7 @@ async fn bad_input_gets_one_line_and_its_exit_code() {
     one_line_error(
         &world.plugin(&["status", "shop", "-n", "ghost"]).await,
         3,
-        "app \"shop\" not found in namespace ghost",
+        "namespace \"ghost\" not found",
     );
     one_line_error(
         &world.plugin(&["status", "-l", "a b"]).await,

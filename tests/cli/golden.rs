@@ -32,7 +32,10 @@ pub fn check(name: &str, actual: &str) {
 
 async fn snapshot(world: &World, scope: Scope) -> Snapshot {
     let client = world.sim.client().await.unwrap();
-    let mut snap = observe::snapshot(&client, &scope, None).await.unwrap();
+    let mut snap = observe::Reader::new(&client, None)
+        .snapshot(&scope)
+        .await
+        .unwrap();
     let pinned: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time =
         serde_json::from_value(serde_json::json!(CREATED)).unwrap();
     for d in &mut snap.deployments {

@@ -14,6 +14,7 @@ mod gitops;
 mod golden;
 mod krew;
 mod plugin;
+mod reads;
 mod safety;
 pub mod traffic;
 mod verbs;

@@ -129,8 +129,10 @@ async fn machine_output_is_versioned_and_complete() {
     );
 }
 
+/// `status APP` reads in two rounds of concurrent, selected lists (observe/app.rs): the
+/// app's Services (by name and by label) and the HPAs; then what the Services select.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_reads_each_kind_once_and_concurrently() {
+async fn status_reads_the_app_in_two_concurrent_rounds() {
     let world = World::new(&[CONTRACT]).await;
     world.sim.cluster().set_timing(Timing {
         latency: Duration::from_millis(300),
@@ -139,36 +141,57 @@ async fn status_reads_each_kind_once_and_concurrently() {
     world.sim.cluster().clear_request_log();
     let out = world.plugin(&["status", "shop"]).await;
     assert_eq!(out.code, 0, "{out:?}");
-    let log = world.sim.cluster().request_log();
-    let paths: Vec<String> = log
+    let mut log = world.sim.cluster().request_log();
+    log.sort_by_key(|e| e.arrived);
+    let lines: Vec<String> = log
         .iter()
-        .map(|e| format!("{} {}", e.method, e.path))
+        .map(|e| format!("{} {}?{}", e.method, e.path, e.query))
         .collect();
-    assert_eq!(log.len(), 6, "{paths:#?}");
-    for kind in [
-        "/services",
-        "/deployments",
-        "/replicasets",
-        "/endpointslices",
-        "/pods",
-        "/horizontalpodautoscalers",
+    let has = |e: &bluegreen_sim::LogEntry, path: &str, query: &str| {
+        e.path.ends_with(path) && e.query.contains(query)
+    };
+    let (first, second) = log.split_at(3);
+    for (path, query) in [
+        ("/services", "fieldSelector=metadata.name%3Dshop"),
+        ("/services", "labelSelector=bluegreen.io%2Fapp%3Dshop"),
+        ("/horizontalpodautoscalers", ""),
     ] {
-        assert_eq!(
-            log.iter().filter(|e| e.path.ends_with(kind)).count(),
-            1,
-            "{kind}: {paths:#?}"
+        assert!(
+            first.iter().any(|e| has(e, path, query)),
+            "round 1 lacks {path}?{query}: {lines:#?}"
         );
     }
+    for (path, query) in [
+        (
+            "/deployments",
+            "labelSelector=app.kubernetes.io%2Fname%3Dshop",
+        ),
+        (
+            "/replicasets",
+            "labelSelector=app.kubernetes.io%2Fname%3Dshop",
+        ),
+        ("/pods", "labelSelector=app.kubernetes.io%2Fname%3Dshop"),
+        (
+            "/endpointslices",
+            "labelSelector=kubernetes.io%2Fservice-name",
+        ),
+        ("/services", "fieldSelector=metadata.name%3Dshop-preview"),
+    ] {
+        assert!(
+            second.iter().any(|e| has(e, path, query)),
+            "round 2 lacks {path}?{query}: {lines:#?}"
+        );
+    }
+    assert_eq!(log.len(), 8, "{lines:#?}");
+    let overlapping = |round: &[bluegreen_sim::LogEntry]| {
+        round.iter().map(|e| e.arrived).max() < round.iter().map(|e| e.completed).min()
+    };
+    assert!(overlapping(first), "round 1 in flight together: {log:#?}");
+    assert!(overlapping(second), "round 2 in flight together: {log:#?}");
     assert!(
         log.iter()
-            .all(|e| e.method == "GET" && e.query.contains("limit=500")),
-        "paginated lists"
-    );
-    let last_arrival = log.iter().map(|e| e.arrived).max().unwrap();
-    let first_completion = log.iter().map(|e| e.completed).min().unwrap();
-    assert!(
-        last_arrival < first_completion,
-        "all four were in flight together: {log:#?}"
+            .all(|e| e.method == "GET" && e.query.contains("resourceVersion=0")),
+        "lists from the watch cache: {lines:#?}"
     );
 }
 

@@ -74,6 +74,45 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
     ))
 }
 
+/// The API server's checks of a list's resourceVersion options
+/// (apimachinery's ValidateListOptions, and the storage's refusal of a resourceVersion
+/// beside a continue token).
+fn validate_list_options(q: &HashMap<String, String>) -> ApiResult<()> {
+    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let (rv, cont) = (get("resourceVersion"), get("continue"));
+    if let Some(m) = get("resourceVersionMatch") {
+        let forbidden = |why: &str| {
+            Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Forbidden: {why}"
+            )))
+        };
+        if rv.is_none() {
+            return forbidden(
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            );
+        }
+        if cont.is_some() {
+            return forbidden("resourceVersionMatch is forbidden when continue is provided");
+        }
+        if m != "Exact" && m != "NotOlderThan" {
+            return Err(ApiError::bad_request(format!(
+                "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+            )));
+        }
+        if m == "Exact" && rv == Some("0") {
+            return forbidden(
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            );
+        }
+    }
+    if cont.is_some() && rv.is_some() {
+        return Err(ApiError::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
+    }
+    Ok(())
+}
+
 /// A list (or a Table of it), one page of it when `limit` is set.
 pub(super) fn list(
     c: &Cluster,
@@ -84,6 +123,7 @@ pub(super) fn list(
     include: Include,
 ) -> ApiResult<Value> {
     let filter = Filter::new(rt, ns, q)?;
+    validate_list_options(q)?;
     let limit: usize = q
         .get("limit")
         .and_then(|l| l.parse().ok())
@@ -93,7 +133,10 @@ pub(super) fn list(
         Some(tok) => Some(decode_continue(tok)?),
         None => None,
     };
-    let (all, rv) = c.store.list(rt.storage, ns);
+    // Labels are matched before copying (field selectors need the served form).
+    let (all, rv) = c
+        .store
+        .list_where(rt.storage, ns, |o| filter.labels.matches_object(o));
     let list_rv = start.as_ref().map(|(r, _)| *r).unwrap_or(rv);
     let key = |o: &Value| format!("{}/{}", ns_of(o), name_of(o));
     let mut items = Vec::new();

@@ -42,5 +42,16 @@ pub async fn handle(
         Err(e) => http::error_response(&e),
     };
     audit.complete(c, &request, response.status().as_u16());
-    Ok(response)
+    // Count the body as it is sent (a watch's events long after this returns).
+    let counter = ctx.cluster.clone();
+    Ok(response.map(|body| {
+        use http_body_util::BodyExt;
+        body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                counter.count_served(data.len());
+            }
+            frame
+        })
+        .boxed()
+    }))
 }
