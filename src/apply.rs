@@ -42,6 +42,9 @@ pub enum Applied {
     Done,
     /// A `Replan` step: observe again and plan the rest.
     Replan,
+    /// Ctrl-C during the `--scale-down-old` countdown, which its prompt invites: the
+    /// release is complete and the old slot stays as it is.
+    KeptOld,
 }
 
 pub struct Applier<'a> {
@@ -63,6 +66,9 @@ pub struct Applier<'a> {
     pub host: &'a str,
     /// The app's Lease, checked before every write (none in a server dry run).
     pub fence: Option<&'a LeaseGuard>,
+    /// Set during the scale-down countdown, where Ctrl-C keeps the old slot rather than
+    /// interrupting the command.
+    pub countdown: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A tripped guard is a conflict: a 409 (the resourceVersion moved), or a 422 on a JSON
@@ -502,9 +508,44 @@ impl Applier<'_> {
                 // renew it for a Lease duration) stops before writing.
                 lease.check()?;
             }
+            if let Step::Delay { .. } = step
+                && !self.dry_run
+                && !self.countdown(step).await
+            {
+                return Ok(Applied::KeptOld);
+            }
             self.run_step(step).await?;
         }
         Ok(Applied::Done)
+    }
+
+    /// The countdown before the old slot is scaled down; false when Ctrl-C ended it.
+    async fn countdown(&self, step: &Step) -> bool {
+        let Step::Delay { seconds, .. } = step else {
+            return true;
+        };
+        use std::sync::atomic::Ordering;
+        self.countdown.store(true, Ordering::SeqCst);
+        let counted = async {
+            for left in (1..=*seconds).rev() {
+                self.progress.update(&format!(
+                    "scaling down the old slot in {left}s (Ctrl-C keeps it)"
+                ));
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
+        let finished = tokio::select! {
+            () = counted => true,
+            _ = tokio::signal::ctrl_c() => false,
+        };
+        if finished {
+            self.countdown.store(false, Ordering::SeqCst);
+        } else {
+            // The flag stays set: the pipeline's own Ctrl-C handler, woken by the same
+            // signal, must not report an interruption of a release that completed.
+            self.record(step, "Ctrl-C: the old slot is kept", None);
+        }
+        finished
     }
 
     async fn run_step(&self, step: &Step) -> Result<()> {
@@ -821,12 +862,8 @@ impl Applier<'_> {
                     self.record(step, "skipped in a dry run", None);
                     return Ok(());
                 }
-                for left in (1..=*seconds).rev() {
-                    self.progress.update(&format!(
-                        "scaling down the old slot in {left}s (Ctrl-C keeps it)"
-                    ));
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                // (The countdown itself ran in `countdown`.)
+                let _ = seconds;
                 let svc = services
                     .get(service)
                     .await

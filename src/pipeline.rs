@@ -102,6 +102,7 @@ async fn run_one(
     // 4. Apply, re-planning from a fresh observation after a conflict.
     let progress = Progress::new(env.tty_err, options.output.is_some());
     let done: Arc<Mutex<Vec<StepResult>>> = Arc::default();
+    let countdown: Arc<std::sync::atomic::AtomicBool> = Arc::default();
     let applier = Applier {
         client: &env.conn.client,
         probe: &env.conn.probe,
@@ -114,6 +115,7 @@ async fn run_one(
         now: env.now,
         host: &env.host,
         fence: lease.as_ref(),
+        countdown: countdown.clone(),
     };
     let work = async {
         let (mut conflicts, mut replans) = (0, 0);
@@ -125,7 +127,7 @@ async fn run_one(
             let plan = plan::plan(intent, &snap, &namespace, name, &actor)?;
             pin.check_target(&plan)?;
             match applier.run(&plan.steps).await {
-                Ok(Applied::Done) => return Ok(plan),
+                Ok(Applied::Done | Applied::KeptOld) => return Ok(plan),
                 Ok(Applied::Replan) if replans < MAX_REPLANS => replans += 1,
                 Ok(Applied::Replan) => {
                     return Err(Error::Other(format!(
@@ -141,9 +143,20 @@ async fn run_one(
             }
         }
     };
-    let outcome: Result<Plan> = tokio::select! {
-        r = work => r,
-        _ = tokio::signal::ctrl_c() => Err(interrupted(&done)),
+    let outcome: Result<Plan> = {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = tokio::signal::ctrl_c() => {
+                    // The countdown takes this Ctrl-C: it keeps the old slot.
+                    if countdown.load(std::sync::atomic::Ordering::SeqCst) {
+                        continue;
+                    }
+                    break Err(interrupted(&done));
+                }
+            }
+        }
     };
     progress.finish();
 
@@ -540,6 +553,7 @@ async fn after_switch(
             now: env.now,
             host: &env.host,
             fence: None,
+            countdown: Arc::default(),
         };
         let _ = applier.run(std::slice::from_ref(&event)).await;
     }

@@ -521,6 +521,33 @@ pub fn update(
     sub: Sub,
     opts: &WriteOpts,
 ) -> ApiResult<Value> {
+    // An update without a resourceVersion is unconditional: like the API server's
+    // GuaranteedUpdate, it is retried when another write landed between its read and
+    // its write, rather than failing with a Conflict the client never asked for.
+    let unconditional = body
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty);
+    let mut tries = 0;
+    loop {
+        match update_once(c, rt, ns, name, body.clone(), sub, opts) {
+            Err(e) if unconditional && e.code == 409 && e.reason == "Conflict" && tries < 16 => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn update_once(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    body: Value,
+    sub: Sub,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
     if !body.is_object() {
         return Err(ApiError::bad_request(
             "the body of the request was not a valid object",

@@ -45,10 +45,30 @@ pub async fn candidates(words: &[String]) -> Vec<String> {
     let current = words.last().map(String::as_str).unwrap_or("");
     let cmd = Cli::command();
     let typed: Vec<&String> = words[..words.len().saturating_sub(1)].iter().collect();
-    let sub = typed
-        .iter()
-        .find(|w| !w.starts_with('-'))
-        .map(|w| w.as_str());
+    // The subcommand is the first word that is neither a flag nor a flag's value
+    // (`kubectl bluegreen -n shop status <TAB>`: `shop` is the namespace).
+    let takes_value = |flag: &str| {
+        !flag.contains('=')
+            && cmd.get_arguments().any(|a| {
+                a.get_action().takes_values()
+                    && (a
+                        .get_long()
+                        .is_some_and(|l| flag.strip_prefix("--") == Some(l))
+                        || a.get_short().is_some_and(|c| flag == format!("-{c}")))
+            })
+    };
+    let mut sub = None;
+    let mut words_typed = typed.iter();
+    while let Some(w) = words_typed.next() {
+        if w.starts_with('-') {
+            if takes_value(w) {
+                words_typed.next();
+            }
+            continue;
+        }
+        sub = Some(w.as_str());
+        break;
+    }
     let Some(sub) = sub else {
         return cmd
             .get_subcommands()

@@ -3,7 +3,6 @@
 use crate::cli::Output;
 use crate::env::Env;
 use crate::error::Result;
-use crate::model;
 use crate::observe::{Reader, Scope};
 use crate::render::{self, Format, status::AppStatusList};
 
@@ -20,10 +19,13 @@ pub async fn run(
     };
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let (snap, matching) = Reader::view(&client, timeout)
-        .snapshot_selecting(&scope, selector)
-        .await?;
-    let mut apps = model::build(&snap);
+    let reader = Reader::view(&client, timeout);
+    let (mut apps, matching) = tokio::try_join!(reader.apps(&scope), async {
+        match selector {
+            Some(sel) => reader.matching_services(&scope, sel).await.map(Some),
+            None => Ok(None),
+        }
+    })?;
     if let Some(m) = matching {
         apps.retain(|a| {
             a.services

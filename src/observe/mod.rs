@@ -274,6 +274,40 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Every app in the scope, built namespace by namespace: over all namespaces, each
+    /// namespace's objects are dropped once its apps are built, so memory holds the apps
+    /// and a few namespaces' objects, never the whole cluster's.
+    pub async fn apps(&self, scope: &Scope) -> Result<Vec<crate::model::App>> {
+        Box::pin(async {
+            let Scope::All = scope else {
+                return Ok(crate::model::build(&self.namespace(scope).await?));
+            };
+            use futures::{StreamExt, TryStreamExt};
+            let services: Vec<Service> = self.list(scope, Query::default()).await?;
+            let mut by_namespace: std::collections::BTreeMap<String, Vec<Service>> =
+                Default::default();
+            for s in services {
+                by_namespace
+                    .entry(s.metadata.namespace.clone().unwrap_or_default())
+                    .or_default()
+                    .push(s);
+            }
+            by_namespace.retain(|_, svcs| svcs.iter().any(crate::model::is_app_service));
+            let per_namespace: Vec<Vec<crate::model::App>> = futures::stream::iter(by_namespace)
+                .map(|(ns, services)| async move {
+                    let rest = self
+                        .namespace_without_services(&Scope::Namespace(ns))
+                        .await?;
+                    Ok::<_, Error>(crate::model::build(&Snapshot { services, ..rest }))
+                })
+                .buffered(4)
+                .try_collect()
+                .await?;
+            Ok(per_namespace.into_iter().flatten().collect())
+        })
+        .await
+    }
+
     async fn namespace(&self, scope: &Scope) -> Result<Snapshot> {
         let (services, rest) = tokio::try_join!(
             self.list::<Service>(scope, Query::default()),

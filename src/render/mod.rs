@@ -40,23 +40,49 @@ impl Style {
 
 /// A kubectl-style table: header row, left-aligned columns three spaces apart.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::NOTHING);
-    t.set_content_arrangement(comfy_table::ContentArrangement::Disabled);
-    t.set_header(header.to_vec());
-    for r in rows {
-        t.add_row(r.clone());
-    }
-    let n = header.len();
-    for (i, col) in t.column_iter_mut().enumerate() {
-        col.set_padding((0, if i + 1 == n { 0 } else { 3 }));
-    }
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    let all: Vec<&Vec<String>> = std::iter::once(&header).chain(rows).collect();
+    let columns = header.len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            all.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| visible_width(c))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
-    for line in t.to_string().lines() {
+    for row in all {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            line.push_str(cell);
+            if i + 1 < columns {
+                line.push_str(&" ".repeat(widths[i] - visible_width(cell) + 3));
+            }
+        }
         out.push_str(line.trim_end());
         out.push('\n');
     }
     out
+}
+
+/// The width a terminal gives `s`: colour escapes (`ESC [ … m`) take none.
+fn visible_width(s: &str) -> usize {
+    let mut width = 0;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for e in chars.by_ref() {
+                if e.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            width += 1;
+        }
+    }
+    width
 }
 
 /// Upstream's `HumanDuration` (what kubectl's AGE column shows).
@@ -151,6 +177,28 @@ mod tests {
             t,
             "NAME        READY   AGE\nshop-blue   3/3     12d\nx           0/0     5s\n"
         );
+    }
+
+    /// Colour escapes take no width: a coloured cell aligns like a plain one.
+    #[test]
+    fn coloured_cells_align_like_plain_ones() {
+        let style = Style { color: true };
+        let coloured = table(
+            &["COLOR", "ROLE", "READY"],
+            &[
+                vec!["blue".into(), style.good("active"), "3/3".into()],
+                vec!["green".into(), "preview".into(), "0/0".into()],
+            ],
+        );
+        let plain = table(
+            &["COLOR", "ROLE", "READY"],
+            &[
+                vec!["blue".into(), "active".into(), "3/3".into()],
+                vec!["green".into(), "preview".into(), "0/0".into()],
+            ],
+        );
+        assert_eq!(coloured.replace(&style.good("active"), "active"), plain);
+        assert!(coloured.contains("\x1b["), "{coloured:?}");
     }
 
     #[test]

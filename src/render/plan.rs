@@ -158,7 +158,15 @@ pub fn summary(plan: &Plan, dry_run: DryRun, results: &[StepResult]) -> String {
         ),
         (a, _) => format!("{a} {}", plan.app),
     };
-    format!("{verb}{arrow}\n")
+    let kept = results
+        .iter()
+        .any(|r| r.status.starts_with("Ctrl-C: the old slot is kept"));
+    let tail = if kept {
+        "; Ctrl-C during the countdown: the old slot is kept (`kubectl bluegreen abort` switches back to it at once)"
+    } else {
+        ""
+    };
+    format!("{verb}{arrow}{tail}\n")
 }
 
 /// How one app of a `-l` run ended.

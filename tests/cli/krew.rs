@@ -203,6 +203,51 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
         p["sha256"].as_str().unwrap(),
         "krew checks the sha256 of the archive"
     );
+    // Entries that install cleanly anywhere: no directory entry, programs 0755,
+    // documents 0644, root-owned, sorted, a fixed mtime.
+    let listing = std::process::Command::new("tar")
+        .args(["-tvzf"])
+        .arg(&archive)
+        .arg("--numeric-owner")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let entries: Vec<(String, String, String)> = listing
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].into(), f[1].into(), f[f.len() - 1].into())
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("-rw-r--r--", "0/0", "LICENSE"),
+            ("-rw-r--r--", "0/0", "README.md"),
+            ("-rwxr-xr-x", "0/0", "kubectl-bluegreen"),
+            ("-rwxr-xr-x", "0/0", "kubectl_complete-bluegreen"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())),
+        "{listing}"
+    );
+    assert!(
+        listing.lines().all(|l| l.contains("1980-01-01")),
+        "{listing}"
+    );
+    // Reproducible: packaging the same binary again gives the same bytes.
+    let again = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(root().join("scripts/package"))
+        .env("BIN", env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+        .env("DIST", again.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        sha256_hex(&again.path().join(archive.file_name().unwrap())),
+        sha256_hex(&archive),
+        "the same binary packs into the same archive"
+    );
+
     // krew: unpack into its store, link `bin` into its bin dir on the PATH.
     let krew_root = tempfile::tempdir().unwrap();
     let store = krew_root

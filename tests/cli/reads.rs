@@ -275,3 +275,43 @@ async fn a_new_slots_name_taken_outside_the_app_is_refused() {
         "left alone"
     );
 }
+
+/// Completion reads the namespace given before the subcommand (`-n NS status <TAB>`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_follows_the_namespace_flag() {
+    let world = World::new(&[CONTRACT]).await;
+    world
+        .sim
+        .apply_yaml(
+            "",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a}",
+        )
+        .unwrap();
+    world.sim.apply_yaml("team-a", VERSION_LABEL).unwrap();
+    let kc = world.kubeconfig().display().to_string();
+    let words = |w: &[&str]| -> Vec<String> {
+        ["--kubeconfig", kc.as_str()]
+            .iter()
+            .chain(w)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let names = |c: Vec<String>| -> Vec<String> {
+        c.into_iter()
+            .map(|l| l.split('\t').next().unwrap().to_string())
+            .collect()
+    };
+    use kubectl_bluegreen::cmd::completion::candidates;
+    assert_eq!(
+        names(candidates(&words(&["-n", "team-a", "status", ""])).await),
+        ["demo-service"]
+    );
+    assert_eq!(
+        names(candidates(&words(&["status", "--namespace=team-a", ""])).await),
+        ["demo-service"]
+    );
+    assert_eq!(
+        names(candidates(&words(&["promote", "sh"])).await),
+        ["shop"]
+    );
+}

@@ -936,3 +936,66 @@ async fn ctrl_c_during_a_wait_releases_the_lease_and_says_how_to_finish() {
             .any(|r| r["status"] == "done")
     );
 }
+
+/// Ctrl-C during the `--scale-down-old` countdown does what its prompt says: the promote
+/// is complete (exit 0), the old slot keeps its pods, and the summary says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_during_the_scale_down_countdown_keeps_the_old_slot() {
+    let world = World::new(&[CONTRACT]).await;
+    ok(&world
+        .plugin(&[
+            "set-image",
+            "shop",
+            "web=registry.example.com/shop/web:1.5.0",
+        ])
+        .await);
+    let child = tokio::process::Command::new(crate::plugin_bin())
+        .args(["promote", "shop", "--scale-down-old=30s"])
+        .env("KUBECONFIG", world.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // The countdown starts once the switch is verified and recorded.
+    world
+        .sim
+        .wait_for("promote recorded", Duration::from_secs(20), |s| {
+            s.get("services", "default", "shop").unwrap()["metadata"]["annotations"]
+                ["bluegreen.io/history"]
+                .as_str()
+                .is_some_and(|h| h.contains("promote"))
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("stops")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("the old slot is kept"), "{stdout}");
+    let blue = world
+        .sim
+        .get("deployments", "default", "shop-blue")
+        .unwrap();
+    assert_eq!(blue["spec"]["replicas"], 3, "the old slot keeps its pods");
+    assert_eq!(
+        world.sim.get("services", "default", "shop").unwrap()["spec"]["selector"]["bluegreen.io/color"],
+        "green"
+    );
+    assert!(
+        world
+            .sim
+            .get("leases", "default", "bluegreen-shop")
+            .unwrap()["spec"]["holderIdentity"]
+            .is_null(),
+        "lease released"
+    );
+}
