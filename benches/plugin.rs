@@ -131,31 +131,6 @@ async fn write_cycle_bytes(ctx: &Ctx, version: &str) -> Vec<(String, u64)> {
     out
 }
 
-/// `n` unrelated Deployments in `default`, each with a Service, one pod and `old`
-/// ReplicaSets of earlier templates (scaled to 0, owned by it, as a rollout leaves them).
-async fn add_neighbours(sim: &Sim, n: usize, old: usize) {
-    let mut yaml = String::new();
-    for i in 0..n {
-        yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: other-{i}, labels: {{app: other-{i}}}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: other-{i}}}}}\n  template:\n    metadata: {{labels: {{app: other-{i}}}}}\n    spec: {{containers: [{{name: c, image: other:{old}}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: other-{i}}}\nspec: {{selector: {{app: other-{i}}}, ports: [{{port: 80}}]}}\n"));
-    }
-    sim.apply_yaml("default", &yaml).unwrap();
-    sim.wait_converged("default").await.unwrap();
-    for i in 0..n {
-        let mut yaml = String::new();
-        let uid = sim
-            .get("deployments", "default", &format!("other-{i}"))
-            .unwrap()["metadata"]["uid"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        for j in 0..old {
-            yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: other-{i}-old{j}\n  labels: {{app: other-{i}, pod-template-hash: old{j}}}\n  annotations: {{deployment.kubernetes.io/revision: \"{j}\"}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: other-{i}, uid: {uid}, controller: true, blockOwnerDeletion: true}}]\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: other-{i}, pod-template-hash: old{j}}}}}\n  template:\n    metadata: {{labels: {{app: other-{i}, pod-template-hash: old{j}}}}}\n    spec: {{containers: [{{name: c, image: other:{j}}}]}}\n"));
-        }
-        sim.apply_yaml("default", &yaml).unwrap();
-    }
-    sim.wait_converged("default").await.unwrap();
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -296,7 +271,7 @@ async fn main() {
     let ctx = world(&[CONTRACT]).await;
     let kc = ctx.kubeconfig();
     write_cycle_bytes(&ctx, "1.5.0").await;
-    add_neighbours(&ctx.sim, 500, 9).await;
+    ctx.sim.load_neighbours("default", 500, 9).await.unwrap();
     let crowded_bytes = write_cycle_bytes(&ctx, "1.5.1").await;
     ctx.sim.cluster().set_controllers_paused(true);
     let crowded = median_of(&kc, &["status", "shop"]).await;

@@ -379,6 +379,39 @@ impl Sim {
         .await
     }
 
+    /// Adds `n` unrelated Deployments to `namespace`, each with a Service, one pod and
+    /// `old` ReplicaSets of earlier templates (scaled to 0, owned by it, as rollouts leave
+    /// them): the crowded namespace real teams have, for reads that must not grow with it.
+    pub async fn load_neighbours(
+        &self,
+        namespace: &str,
+        n: usize,
+        old: usize,
+    ) -> anyhow::Result<()> {
+        let mut yaml = String::new();
+        for i in 0..n {
+            yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: other-{i}, labels: {{app: other-{i}}}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: other-{i}}}}}\n  template:\n    metadata: {{labels: {{app: other-{i}}}}}\n    spec: {{containers: [{{name: c, image: other:{old}}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: other-{i}}}\nspec: {{selector: {{app: other-{i}}}, ports: [{{port: 80}}]}}\n"));
+            // apply_yaml takes at most 1024 documents at once.
+            if (i + 1) % 500 == 0 || i + 1 == n {
+                self.apply_yaml(namespace, &std::mem::take(&mut yaml))?;
+            }
+        }
+        self.wait_converged(namespace).await?;
+        for i in 0..n {
+            let name = format!("other-{i}");
+            let uid = self
+                .get("deployments", namespace, &name)
+                .and_then(|d| d["metadata"]["uid"].as_str().map(str::to_string))
+                .with_context(|| format!("deployment {name} vanished"))?;
+            let mut yaml = String::new();
+            for j in 0..old {
+                yaml.push_str(&format!("---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: {name}-old{j}\n  labels: {{app: {name}, pod-template-hash: old{j}}}\n  annotations: {{deployment.kubernetes.io/revision: \"{j}\"}}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: {name}, uid: {uid}, controller: true, blockOwnerDeletion: true}}]\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: {name}, pod-template-hash: old{j}}}}}\n  template:\n    metadata: {{labels: {{app: {name}, pod-template-hash: old{j}}}}}\n    spec: {{containers: [{{name: c, image: other:{j}}}]}}\n"));
+            }
+            self.apply_yaml(namespace, &yaml)?;
+        }
+        self.wait_converged(namespace).await
+    }
+
     /// Loads the demo scenario: the contract fixture in `default`, converged.
     pub async fn load_demo(&self) -> anyhow::Result<()> {
         self.apply_yaml("default", CONTRACT_FIXTURE)?;

@@ -18,7 +18,9 @@ struct Args {
     #[arg(long)]
     kubeconfig: PathBuf,
     /// Objects to start with: `demo` loads the contract app (blue live, green idle);
-    /// `apps:N` creates N two-slot apps (0 replicas) across namespaces of 100 apps each.
+    /// `apps:N` creates N two-slot apps (0 replicas) across namespaces of 100 apps each;
+    /// `neighbours:N` is the demo plus N unrelated Deployments (one pod, nine old
+    /// ReplicaSets each) in `default`.
     #[arg(long, default_value = "empty")]
     scenario: String,
     /// Delay added to every request, e.g. `20ms`.
@@ -89,21 +91,34 @@ async fn main() -> anyhow::Result<()> {
     if args.traffic {
         sim.cluster().enable_traffic();
     }
+    let neighbours = match args.scenario.strip_prefix("neighbours:") {
+        Some(n) => Some(
+            n.parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("--scenario neighbours:N needs a number"))?,
+        ),
+        None => None,
+    };
     if let Some(n) = args.scenario.strip_prefix("apps:") {
         let n: usize = n
             .parse()
             .map_err(|_| anyhow::anyhow!("--scenario apps:N needs a number"))?;
         sim.load_many_apps(n).await?;
-    } else if args.scenario != "demo" && args.scenario != "empty" {
-        anyhow::bail!("unknown scenario {:?} (demo, empty, apps:N)", args.scenario);
+    } else if !matches!(args.scenario.as_str(), "demo" | "empty") && neighbours.is_none() {
+        anyhow::bail!(
+            "unknown scenario {:?} (demo, empty, apps:N, neighbours:N)",
+            args.scenario
+        );
     }
-    if args.scenario == "demo" {
+    if args.scenario == "demo" || neighbours.is_some() {
         // Converge fast, then switch to the requested timing.
         sim.cluster().set_timing(Timing {
             latency: Duration::ZERO,
             ..Timing::default()
         });
         sim.load_demo().await?;
+        if let Some(n) = neighbours {
+            sim.load_neighbours("default", n, 9).await?;
+        }
         sim.cluster().set_timing(timing);
     }
     for f in args.faults {

@@ -139,19 +139,37 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.0.iter().all(|r| match r {
-            Requirement::Eq(k, v) => labels.get(k) == Some(v),
-            Requirement::NotEq(k, v) => labels.get(k) != Some(v),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|l| !vs.contains(l)),
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::NotExists(k) => !labels.contains_key(k),
+    /// Label pairs one of which every matching object must carry (from the first `=` or
+    /// `in` requirement), so that a store index can find candidates without a scan.
+    /// `None` when no requirement names a value (`!=`, `notin`, existence only).
+    pub fn required_pairs(&self) -> Option<Vec<(String, String)>> {
+        self.0.iter().find_map(|r| match r {
+            Requirement::Eq(k, v) => Some(vec![(k.clone(), v.clone())]),
+            Requirement::In(k, vs) => Some(vs.iter().map(|v| (k.clone(), v.clone())).collect()),
+            _ => None,
         })
     }
 
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_with(|k| labels.get(k).map(String::as_str))
+    }
+
+    /// Matches an object's own labels in place: a list scans thousands of stored
+    /// objects, so nothing is copied or allocated per object.
     pub fn matches_object(&self, obj: &Value) -> bool {
-        self.matches(&labels_of(obj))
+        let labels = obj["metadata"]["labels"].as_object();
+        self.matches_with(|k| labels?.get(k).map(|v| v.as_str().unwrap_or("")))
+    }
+
+    fn matches_with<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> bool {
+        self.0.iter().all(|r| match r {
+            Requirement::Eq(k, v) => label(k) == Some(v.as_str()),
+            Requirement::NotEq(k, v) => label(k) != Some(v.as_str()),
+            Requirement::In(k, vs) => label(k).is_some_and(|l| vs.iter().any(|v| v == l)),
+            Requirement::NotIn(k, vs) => label(k).is_none_or(|l| !vs.iter().any(|v| v == l)),
+            Requirement::Exists(k) => label(k).is_some(),
+            Requirement::NotExists(k) => label(k).is_none(),
+        })
     }
 
     /// The query-string form, as `Scale.status.selector` carries it.
@@ -231,12 +249,12 @@ impl FieldSelector {
             for seg in field.split('.') {
                 cur = cur.get(seg).unwrap_or(&Value::Null);
             }
-            let actual = match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
+            let same = match cur {
+                Value::String(s) => s == value,
+                Value::Null => value.is_empty(),
+                other => other.to_string() == *value,
             };
-            (actual == *value) == *eq
+            same == *eq
         })
     }
 }

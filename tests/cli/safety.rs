@@ -441,7 +441,9 @@ fn spawn_observer(
     use tokio::sync::broadcast::error::RecvError;
     tokio::spawn(async move {
         // Subscribed before the lists: a change is either in them or comes after.
-        let (_, _, mut rx) = c.store.list_and_watch("services", Some("default"));
+        let (_, _, mut rx) = c
+            .store
+            .list_and_watch("services", Some("default"), None, |_| true);
         let mut model = Model::default();
         for storage in WATCHED {
             for o in c.store.list(storage, Some("default")).0 {

@@ -53,7 +53,12 @@ impl Filter {
         if self.fields.is_empty_selector() {
             return true;
         }
-        self.fields.matches(&ops::to_served(rt, stored.clone()))
+        // Only events.k8s.io serves fields under other names than it stores them.
+        if rt.group == "events.k8s.io" {
+            self.fields.matches(&ops::to_served(rt, stored.clone()))
+        } else {
+            self.fields.matches(stored)
+        }
     }
 }
 
@@ -133,10 +138,11 @@ pub(super) fn list(
         Some(tok) => Some(decode_continue(tok)?),
         None => None,
     };
-    // Labels are matched before copying (field selectors need the served form).
+    // Selectors are matched before copying: a list costs what it selects.
+    let pairs = filter.labels.required_pairs();
     let (all, rv) = c
         .store
-        .list_where(rt.storage, ns, |o| filter.labels.matches_object(o));
+        .list_where(rt.storage, ns, pairs.as_deref(), |o| filter.matches(rt, o));
     let list_rv = start.as_ref().map(|(r, _)| *r).unwrap_or(rv);
     let key = |o: &Value| format!("{}/{}", ns_of(o), name_of(o));
     let mut items = Vec::new();
@@ -147,9 +153,6 @@ pub(super) fn list(
             .as_ref()
             .is_none_or(|(_, after)| key(o).as_str() > after.as_str())
     }) {
-        if !filter.matches(rt, &o) {
-            continue;
-        }
         if items.len() >= limit {
             remaining += 1;
             continue;
@@ -296,10 +299,14 @@ pub(super) fn watch(
             }
         },
         _ => {
-            let (items, rv, rx) = c.store.list_and_watch(rt.storage, ns.as_deref());
+            let pairs = stream.filter.labels.required_pairs();
+            let (items, rv, rx) =
+                c.store
+                    .list_and_watch(rt.storage, ns.as_deref(), pairs.as_deref(), |o| {
+                        stream.filter.matches(rt, o)
+                    });
             let mut lines: Vec<Bytes> = items
                 .iter()
-                .filter(|o| stream.filter.matches(rt, o))
                 .map(|o| event_line(rt, "ADDED", o, as_table, include))
                 .collect();
             if send_initial {
