@@ -252,7 +252,7 @@ impl FieldSelector {
             let same = match cur {
                 Value::String(s) => s == value,
                 Value::Null => value.is_empty(),
-                other => other.to_string() == *value,
+                other => *value == other.to_string(),
             };
             same == *eq
         })
