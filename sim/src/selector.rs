@@ -252,7 +252,9 @@ impl FieldSelector {
             let same = match cur {
                 Value::String(s) => s == value,
                 Value::Null => value.is_empty(),
-                other => *value == other.to_string(),
+                Value::Bool(b) => value == if *b { "true" } else { "false" },
+                Value::Number(n) => *value == n.to_string(),
+                _ => false,
             };
             same == *eq
         })

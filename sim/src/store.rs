@@ -490,7 +490,12 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let s = Store::new();
-        let selectors = ["app=a", "app in (a,b),tier=web", "tier=web", "app=b,tier!=web"];
+        let selectors = [
+            "app=a",
+            "app in (a,b),tier=web",
+            "tier=web",
+            "app=b,tier!=web",
+        ];
         for step in 0..2_000 {
             let ns = ["default", "other"][rng.random_range(0..2)];
             let name = format!("o{}", rng.random_range(0..30));
@@ -511,9 +516,8 @@ mod tests {
                 let sel = LabelSelector::parse(sel).unwrap();
                 let pairs = sel.required_pairs();
                 for ns in [Some("default"), None] {
-                    let indexed = s.list_where("pods", ns, pairs.as_deref(), |o| {
-                        sel.matches_object(o)
-                    });
+                    let indexed =
+                        s.list_where("pods", ns, pairs.as_deref(), |o| sel.matches_object(o));
                     let scanned = s.list_where("pods", ns, None, |o| sel.matches_object(o));
                     assert_eq!(indexed, scanned, "step {step}, {sel:?} in {ns:?}");
                 }
