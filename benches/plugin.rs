@@ -102,6 +102,21 @@ async fn median_of(kc: &Path, args: &[&str]) -> Duration {
     .unwrap()
 }
 
+/// Lets the sim finish what the last command started (terminating pods, endpoint lag),
+/// then holds its controllers, so that reads are timed against a quiet server.
+async fn settle(sim: &Sim) {
+    sim.wait_converged("default").await.unwrap();
+    let store = &sim.cluster().store;
+    loop {
+        let before = store.resource_version();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if store.resource_version() == before {
+            break;
+        }
+    }
+    sim.cluster().set_controllers_paused(true);
+}
+
 /// Response bytes the API server sent for each command of one release cycle.
 async fn write_cycle_bytes(ctx: &Ctx, version: &str) -> Vec<(String, u64)> {
     let image = format!("web=registry.example.com/shop/web:{version}");
@@ -260,12 +275,12 @@ async fn main() {
     //    old ReplicaSets (5,000 ReplicaSets in all), against the app alone.
     //    Both worlds run one release cycle first, so that the measured cycle starts from
     //    the same app history (each cycle leaves the app one more ReplicaSet). Reads are
-    //    timed with the sim's controllers paused (converged state): 500 Deployments keep
-    //    its reconcile loops busy on these two cores, which is the sim's cost, not ours.
+    //    timed once the sim is quiet, with its controllers held: their passes over 5,000
+    //    ReplicaSets would compete for these two cores, which is the sim's cost, not ours.
     let alone_ctx = world(&[CONTRACT]).await;
     write_cycle_bytes(&alone_ctx, "1.5.0").await;
     let alone_bytes = write_cycle_bytes(&alone_ctx, "1.5.1").await;
-    alone_ctx.sim.cluster().set_controllers_paused(true);
+    settle(&alone_ctx.sim).await;
     let alone = median_of(&alone_ctx.kubeconfig(), &["status", "shop"]).await;
     let alone_reqs = count_requests(&alone_ctx, &["status", "shop"]).await;
     let ctx = world(&[CONTRACT]).await;
@@ -273,7 +288,7 @@ async fn main() {
     write_cycle_bytes(&ctx, "1.5.0").await;
     ctx.sim.load_neighbours("default", 500, 9).await.unwrap();
     let crowded_bytes = write_cycle_bytes(&ctx, "1.5.1").await;
-    ctx.sim.cluster().set_controllers_paused(true);
+    settle(&ctx.sim).await;
     let crowded = median_of(&kc, &["status", "shop"]).await;
     let crowded_reqs = count_requests(&ctx, &["status", "shop"]).await;
     rows.push((

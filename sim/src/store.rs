@@ -52,12 +52,14 @@ pub struct Change {
 /// watch cache costs what it returns rather than what a namespace holds.
 #[derive(Default)]
 struct Bucket {
-    objects: BTreeMap<(String, String), Value>,
+    /// Shared, never mutated in place: a controller pass holds thousands of them without
+    /// copying (a write stores a new one).
+    objects: BTreeMap<(String, String), Arc<Value>>,
     by_label: HashMap<(String, String), BTreeSet<(String, String)>>,
 }
 
 impl std::ops::Deref for Bucket {
-    type Target = BTreeMap<(String, String), Value>;
+    type Target = BTreeMap<(String, String), Arc<Value>>;
     fn deref(&self) -> &Self::Target {
         &self.objects
     }
@@ -71,10 +73,10 @@ impl Bucket {
         for pair in label_pairs(&obj) {
             self.by_label.entry(pair).or_default().insert(key.clone());
         }
-        self.objects.insert(key, obj);
+        self.objects.insert(key, Arc::new(obj));
     }
 
-    fn remove(&mut self, key: &(String, String)) -> Option<Value> {
+    fn remove(&mut self, key: &(String, String)) -> Option<Arc<Value>> {
         let old = self.objects.remove(key)?;
         self.unindex(key, &old);
         Some(old)
@@ -103,7 +105,9 @@ impl Bucket {
             .flatten()
             .filter(|(n, _)| ns.is_none_or(|ns| ns == n))
             .collect();
-        keys.into_iter().filter_map(|k| self.objects.get(k))
+        keys.into_iter()
+            .filter_map(|k| self.objects.get(k))
+            .map(|v| &**v)
     }
 }
 
@@ -202,7 +206,7 @@ impl Store {
             .objects
             .get(storage)
             .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
-            .cloned()
+            .map(|v| Value::clone(v))
     }
 
     /// Every object of a storage, optionally in one namespace, sorted by (namespace, name).
@@ -240,12 +244,23 @@ impl Store {
             (None, Some(ns)) => b
                 .range((ns.to_string(), String::new())..)
                 .take_while(|((n, _), _)| n == ns)
-                .map(|(_, v)| v)
+                .map(|(_, v)| &**v)
                 .filter(keep)
                 .cloned()
                 .collect(),
-            (None, None) => b.values().filter(keep).cloned().collect(),
+            (None, None) => b.values().map(|v| &**v).filter(keep).cloned().collect(),
         }
+    }
+
+    /// Every object of a storage, shared rather than copied: a controller pass over
+    /// thousands of objects copies none of them.
+    pub fn list_shared(&self, storage: &str) -> Vec<Arc<Value>> {
+        let inner = self.lock();
+        inner
+            .objects
+            .get(storage)
+            .map(|b| b.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Visits objects without copying them all (controllers scan large stores).
@@ -265,7 +280,7 @@ impl Store {
                 .take_while(|((n, _), _)| n == ns)
                 .filter_map(|(_, v)| f(v))
                 .collect(),
-            None => b.values().filter_map(&mut f).collect(),
+            None => b.values().filter_map(|v| f(v)).collect(),
         }
     }
 
@@ -345,7 +360,7 @@ impl Store {
             .objects
             .get(storage)
             .and_then(|b| b.get(&key))
-            .cloned()
+            .map(|v| Value::clone(v))
         else {
             return Err(ApiError::not_found(rt, &key.1));
         };
@@ -394,7 +409,7 @@ impl Store {
             .objects
             .get(storage)
             .and_then(|b| b.get(&key))
-            .cloned()
+            .map(|v| Value::clone(v))
         else {
             return Err(ApiError::not_found(rt, name));
         };

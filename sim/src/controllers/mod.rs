@@ -69,6 +69,10 @@ pub async fn run(c: Arc<Cluster>) {
 pub fn reconcile_until_stable(c: &Cluster, state: &mut ControllerState) -> Option<Instant> {
     let mut next = None;
     for _ in 0..50 {
+        // A hold takes effect between passes, not only once the store is stable.
+        if c.controllers_paused() {
+            break;
+        }
         let before = c.store.resource_version();
         next = reconcile_once(c, state);
         if c.store.resource_version() == before {
@@ -86,7 +90,7 @@ pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instan
     let mut next = None;
     let rs_index = OwnerIndex::build(c, "replicasets");
     let pod_index = OwnerIndex::build(c, "pods");
-    for d in c.store.list("deployments", None).0 {
+    for d in c.store.list_shared("deployments") {
         next = earliest(
             next,
             deployment::reconcile(c, &mut state.deployments, &d, now, &rs_index, &pod_index),
@@ -94,10 +98,10 @@ pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instan
     }
     // The Deployment controller may have scaled ReplicaSets: pods are re-indexed.
     let pod_index = OwnerIndex::build(c, "pods");
-    for rs in c.store.list("replicasets", None).0 {
+    for rs in c.store.list_shared("replicasets") {
         replicaset::reconcile(c, &state.kubelet, &rs, now, &pod_index);
     }
-    for p in c.store.list("pods", None).0 {
+    for p in c.store.list_shared("pods") {
         next = earliest(next, kubelet::reconcile(c, &mut state.kubelet, &p, now));
     }
     next = earliest(next, endpoints::reconcile(c, &mut state.endpoints, now));
