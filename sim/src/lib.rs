@@ -52,6 +52,10 @@ use tokio::task::JoinHandle;
 
 /// The contract fixture the demo scenario loads (blue live, green idle, preview Service).
 pub const CONTRACT_FIXTURE: &str = include_str!("../../tests/fixtures/contract/app.yaml");
+/// A second app of the demo, its Service labelled `team: payments`, green ready to promote.
+pub const PAYMENTS_FIXTURE: &str = include_str!("../../tests/fixtures/payments/app.yaml");
+/// A plain Deployment + Service (`nginx-svc`) of the demo, for `init` to adopt.
+pub const PLAIN_FIXTURE: &str = include_str!("../../tests/fixtures/plain/app.yaml");
 
 /// A running simulated cluster. Dropping it stops the server and the controllers.
 pub struct Sim {
@@ -412,9 +416,19 @@ impl Sim {
         self.wait_converged(namespace).await
     }
 
-    /// Loads the demo scenario: the contract fixture in `default`, converged.
+    /// Loads the contract fixture in `default`, converged.
     pub async fn load_demo(&self) -> anyhow::Result<()> {
         self.apply_yaml("default", CONTRACT_FIXTURE)?;
+        self.wait_converged("default").await
+    }
+
+    /// Loads what the demo cluster holds, so that the README's examples run in order
+    /// against it: `shop` (the contract app), `payments` (a team's app, green ready) and
+    /// `nginx-svc` (a plain Deployment + Service, not yet blue/green), all in `default`.
+    pub async fn load_demo_cluster(&self) -> anyhow::Result<()> {
+        for fixture in [CONTRACT_FIXTURE, PAYMENTS_FIXTURE, PLAIN_FIXTURE] {
+            self.apply_yaml("default", fixture)?;
+        }
         self.wait_converged("default").await
     }
 }

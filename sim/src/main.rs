@@ -17,7 +17,8 @@ struct Args {
     /// Where to write the kubeconfig (cluster, user and context named `sim`).
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// Objects to start with: `demo` loads the contract app (blue live, green idle);
+    /// Objects to start with: `demo` loads the demo apps (`shop`: blue live, green idle;
+    /// `payments`: green ready; `nginx-svc`: plain, to adopt);
     /// `apps:N` creates N two-slot apps (0 replicas) across namespaces of 100 apps each;
     /// `neighbours:N` is the demo plus N unrelated Deployments (one pod, nine old
     /// ReplicaSets each) in `default`.
@@ -115,9 +116,12 @@ async fn main() -> anyhow::Result<()> {
             latency: Duration::ZERO,
             ..Timing::default()
         });
-        sim.load_demo().await?;
-        if let Some(n) = neighbours {
-            sim.load_neighbours("default", n, 9).await?;
+        match neighbours {
+            Some(n) => {
+                sim.load_demo().await?;
+                sim.load_neighbours("default", n, 9).await?;
+            }
+            None => sim.load_demo_cluster().await?,
         }
         sim.cluster().set_timing(timing);
     }

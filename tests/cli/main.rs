@@ -2,7 +2,8 @@
 //! golden renderings (`golden`), verbs run in-process through the library entry with a
 //! captured output and a fixed clock (`verbs`), the binary through the real `kubectl`
 //! plugin dispatch (`plugin`), connection handling and exit codes (`connect`), writes
-//! and their safety rules (`write`), adoption (`adopt`), packaging (`krew`) and traffic.
+//! and their safety rules (`write`), adoption (`adopt`), packaging (`krew`), traffic, and
+//! the README's examples in order (`readme`).
 //!
 //! Set `BLESS=1` to rewrite the golden files after an intended change.
 
@@ -14,6 +15,7 @@ mod gitops;
 mod golden;
 mod krew;
 mod plugin;
+mod readme;
 mod reads;
 mod safety;
 pub mod traffic;
