@@ -146,7 +146,9 @@ impl World {
         self.run(&plugin_bin(), args, &[]).await
     }
 
-    pub async fn run(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    /// `program ARGS` as a user of this world runs it: `KUBECONFIG` at the sim, the plugin
+    /// on the PATH (for kubectl's plugin dispatch), a HOME of its own.
+    pub fn command(&self, program: &Path, args: &[&str]) -> tokio::process::Command {
         let bin = plugin_bin();
         let bin_dir = bin.parent().unwrap();
         let path = format!(
@@ -161,6 +163,20 @@ impl World {
             .env("PATH", path)
             .env_remove("NO_COLOR")
             .kill_on_drop(true);
+        cmd
+    }
+
+    /// Starts `program ARGS` with its output captured, for a test that interrupts it.
+    pub fn spawn(&self, program: &Path, args: &[&str]) -> tokio::process::Child {
+        self.command(program, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    pub async fn run(&self, program: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+        let mut cmd = self.command(program, args);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -173,6 +189,24 @@ impl World {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+}
+
+/// Ctrl-C to a running command (SIGINT to its process: kubectl execs the plugin in its
+/// place), then its exit and output; it must stop within 10 s.
+pub async fn interrupt(child: tokio::process::Child) -> Out {
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("stops on Ctrl-C")
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -5,9 +5,7 @@
 
 use crate::World;
 use bluegreen_sim::Sim;
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 
 const README: &str = include_str!("../../README.md");
 
@@ -67,76 +65,30 @@ fn history_len(sim: &Sim, service: &str) -> usize {
         .map_or(0, |h| h.len())
 }
 
-/// Runs one example that waits for Ctrl-C (`--watch`, a `--scale-down-old` countdown):
-/// interrupts it once `ready` holds (checked every 100 ms, 60 s at most) and returns its
-/// exit code and output.
+/// Runs one example that waits for Ctrl-C (`--watch`, a `--scale-down-old` countdown)
+/// through kubectl: interrupts it once `ready` holds for the sim (60 s at most), and a
+/// moment more (what got ready may be a step before the wait itself begins).
 async fn interrupted(
     world: &World,
     kubectl: &std::path::Path,
     args: &[String],
-    ready: impl Fn(&str) -> bool,
-) -> (Option<i32>, String) {
-    let bin_dir = crate::plugin_bin().parent().unwrap().to_path_buf();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut child = tokio::process::Command::new(kubectl)
-        .arg("bluegreen")
-        .args(args)
-        .env("KUBECONFIG", world.kubeconfig())
-        .env("HOME", world.dir.path())
-        .env("PATH", path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let out = out.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                out.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
+    ready: impl Fn(&Sim) -> bool,
+) -> crate::Out {
+    let mut argv = vec!["bluegreen"];
+    argv.extend(args.iter().map(String::as_str));
+    let child = world.spawn(kubectl, &argv);
+    // Polled: the request log that tells a watch has started is not a store change.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !ready(&out.lock().unwrap()) {
+    while !ready(&world.sim) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "`{}` never got ready: {}",
-            args.join(" "),
-            out.lock().unwrap()
+            "`{}` never got ready",
+            args.join(" ")
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // What got ready may be a step before the wait itself begins (a countdown starts
-    // just after the switch is recorded).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // A process (the plugin), not kubectl's: kubectl execs the plugin in its place.
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
-        .await
-        .expect("stops on Ctrl-C")
-        .unwrap();
-    reader.await.unwrap();
-    let mut err = String::new();
-    stderr.read_to_string(&mut err).await.unwrap();
-    let text = format!("{}{err}", out.lock().unwrap());
-    (status.code(), text)
+    crate::interrupt(child).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,19 +101,29 @@ async fn the_readme_examples_run_in_order_against_the_demo_cluster() {
     for args in readme_examples() {
         let line = args.join(" ");
         if args.iter().any(|a| a == "--watch") {
-            let (code, out) = interrupted(&world, &kubectl, &args, |o| o.contains("shop")).await;
-            assert_eq!(code, Some(0), "{line}: {out}");
+            // Redrawn frames follow watches, which start after the first frame.
+            world.sim.cluster().clear_request_log();
+            let out = interrupted(&world, &kubectl, &args, |s| {
+                s.cluster()
+                    .request_log()
+                    .iter()
+                    .any(|r| r.query.contains("watch=true"))
+            })
+            .await;
+            assert_eq!(out.code, 0, "{line}: {out:?}");
+            assert!(out.stdout.contains("shop"), "{line}: {out:?}");
             continue;
         }
         if args.iter().any(|a| a.starts_with("--scale-down-old")) {
             let app = &args[1];
             let before = history_len(&world.sim, app);
-            let sim = &world.sim;
             // Ctrl-C once the switch is recorded, during the countdown its prompt names.
-            let (code, out) =
-                interrupted(&world, &kubectl, &args, |_| history_len(sim, app) > before).await;
-            assert_eq!(code, Some(0), "{line}: {out}");
-            assert!(out.contains("the old slot is kept"), "{line}: {out}");
+            let out = interrupted(&world, &kubectl, &args, |s| history_len(s, app) > before).await;
+            assert_eq!(out.code, 0, "{line}: {out:?}");
+            assert!(
+                out.stdout.contains("the old slot is kept"),
+                "{line}: {out:?}"
+            );
             continue;
         }
         let mut argv = vec!["bluegreen"];

@@ -871,14 +871,7 @@ async fn ctrl_c_during_a_wait_releases_the_lease_and_says_how_to_finish() {
         ..Timing::default()
     });
     world.sim.cluster().clear_request_log();
-    let child = tokio::process::Command::new(crate::plugin_bin())
-        .args(["promote", "shop"])
-        .env("KUBECONFIG", world.kubeconfig())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = world.spawn(&crate::plugin_bin(), &["promote", "shop"]);
     // Interrupt once the switch is written and the command waits for the endpoints.
     world
         .sim
@@ -889,16 +882,9 @@ async fn ctrl_c_during_a_wait_releases_the_lease_and_says_how_to_finish() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("stops")
-        .unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = crate::interrupt(child).await;
+    assert_eq!(out.code, 130);
+    let stderr = &out.stderr;
     let error = stderr
         .lines()
         .find(|l| l.starts_with("error:"))
@@ -949,14 +935,10 @@ async fn ctrl_c_during_the_scale_down_countdown_keeps_the_old_slot() {
             "web=registry.example.com/shop/web:1.5.0",
         ])
         .await);
-    let child = tokio::process::Command::new(crate::plugin_bin())
-        .args(["promote", "shop", "--scale-down-old=30s"])
-        .env("KUBECONFIG", world.kubeconfig())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let child = world.spawn(
+        &crate::plugin_bin(),
+        &["promote", "shop", "--scale-down-old=30s"],
+    );
     // The countdown starts once the switch is verified and recorded.
     world
         .sim
@@ -969,17 +951,9 @@ async fn ctrl_c_during_the_scale_down_countdown_keeps_the_old_slot() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().unwrap().to_string()])
-        .status()
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("stops")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let out = crate::interrupt(child).await;
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
+    assert_eq!(out.code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("the old slot is kept"), "{stdout}");
     let blue = world
         .sim
