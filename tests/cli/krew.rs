@@ -97,11 +97,11 @@ fn crate_version() -> String {
     env!("CARGO_PKG_VERSION").to_string()
 }
 
-#[test]
-fn the_release_bot_template_renders_to_a_valid_manifest_for_all_five_platforms() {
+/// The release-bot template as krew-release-bot renders it for this version (each
+/// `addURIAndSha` filled with its uri and a placeholder sha256).
+fn rendered_template() -> serde_json::Value {
     let template = std::fs::read_to_string(root().join(".krew.yaml")).unwrap();
     let tag = format!("v{}", crate_version());
-    // What krew-release-bot does: fill in the tag, each uri and its sha256.
     let rendered: String = template
         .replace("{{ .TagName }}", &tag)
         .lines()
@@ -119,8 +119,21 @@ fn the_release_bot_template_renders_to_a_valid_manifest_for_all_five_platforms()
             },
         )
         .collect();
-    let m: serde_json::Value =
-        serde_saphyr::from_str(&rendered).unwrap_or_else(|e| panic!("not YAML: {e}\n{rendered}"));
+    serde_saphyr::from_str(&rendered).unwrap_or_else(|e| panic!("not YAML: {e}\n{rendered}"))
+}
+
+fn os_arch(p: &serde_json::Value) -> String {
+    format!(
+        "{}/{}",
+        p["selector"]["matchLabels"]["os"].as_str().unwrap(),
+        p["selector"]["matchLabels"]["arch"].as_str().unwrap()
+    )
+}
+
+#[test]
+fn the_release_bot_template_renders_to_a_valid_manifest_for_all_five_platforms() {
+    let tag = format!("v{}", crate_version());
+    let m = rendered_template();
     validate(&m, "bluegreen.yaml").unwrap();
     assert_eq!(
         m["spec"]["version"],
@@ -131,13 +144,7 @@ fn the_release_bot_template_renders_to_a_valid_manifest_for_all_five_platforms()
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| {
-            format!(
-                "{}/{}",
-                p["selector"]["matchLabels"]["os"].as_str().unwrap(),
-                p["selector"]["matchLabels"]["arch"].as_str().unwrap()
-            )
-        })
+        .map(os_arch)
         .collect();
     platforms.sort();
     assert_eq!(
@@ -157,6 +164,108 @@ fn the_release_bot_template_renders_to_a_valid_manifest_for_all_five_platforms()
             "archives are named by Rust target triple: {uri}"
         );
     }
+}
+
+/// What `scripts/package --all` builds on this machine, in the manifest's order, with
+/// krew's platform for each; darwin is left to the release workflow (README, "Releases").
+const BUILT_HERE: [(&str, &str); 3] = [
+    ("x86_64-unknown-linux-musl", "linux/amd64"),
+    ("aarch64-unknown-linux-musl", "linux/arm64"),
+    ("x86_64-pc-windows-gnu", "windows/amd64"),
+];
+
+fn committed_manifest() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("krew-manifest.yaml"))
+        .expect("krew-manifest.yaml at the top level (scripts/package --all writes it)");
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("krew-manifest.yaml is not YAML: {e}"))
+}
+
+#[test]
+fn the_committed_manifest_passes_krews_rules_and_agrees_with_the_template() {
+    let m = committed_manifest();
+    // krew-index would hold it as bluegreen.yaml; `krew install --manifest` takes any name.
+    validate(&m, "bluegreen.yaml").unwrap();
+    let tag = format!("v{}", crate_version());
+    assert_eq!(m["spec"]["version"], tag.as_str(), "the version of Cargo.toml");
+    let template = rendered_template();
+    assert_eq!(m["metadata"], template["metadata"]);
+    for field in ["version", "homepage", "shortDescription", "description", "caveats"] {
+        assert_eq!(m["spec"][field], template["spec"][field], "spec.{field}");
+    }
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
+    assert_eq!(
+        platforms.iter().map(os_arch).collect::<Vec<_>>(),
+        BUILT_HERE.map(|(_, p)| p.to_string()),
+        "one entry per archive built here"
+    );
+    for (p, (target, _)) in platforms.iter().zip(BUILT_HERE) {
+        let ext = if target.contains("windows") { "zip" } else { "tar.gz" };
+        assert_eq!(
+            p["uri"].as_str().unwrap(),
+            format!(
+                "https://github.com/kubectl-bluegreen/kubectl-bluegreen/releases/download/{tag}/kubectl-bluegreen_{tag}_{target}.{ext}"
+            )
+        );
+        // The release bot's entry for the same platform names the same archive, so the
+        // checksum committed here is the one krew-index will get for it.
+        let bot = template["spec"]["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| os_arch(t) == os_arch(p))
+            .unwrap_or_else(|| panic!("the template has no {}", os_arch(p)));
+        for field in ["selector", "uri", "bin", "files"] {
+            assert_eq!(p[field], bot[field], "{} {field}", os_arch(p));
+        }
+    }
+}
+
+/// The committed checksums are of this commit's archives: rebuilds the linux/amd64 one
+/// as `scripts/package --all` does (a release build with zig, ~6 minutes on 2 cores, so
+/// `.ci/run` runs it after the suite: `cargo test --test cli -- --ignored krew::`), then
+/// installs it from the committed manifest as krew would.
+#[test]
+#[ignore = "a release build; .ci/run runs it"]
+fn the_committed_manifest_holds_this_commits_archive_and_it_installs_like_krew() {
+    let kubectl = crate::kubectl().expect("kubectl on the PATH");
+    let m = committed_manifest();
+    let (target, platform) = BUILT_HERE[0];
+    assert_eq!(
+        (std::env::consts::OS, std::env::consts::ARCH),
+        ("linux", "x86_64"),
+        "the archive this test rebuilds runs here"
+    );
+    let dist = tempfile::tempdir().unwrap();
+    // Its own target directory: the `cargo test` running this holds the default one.
+    let target_dir = Path::new(env!("CARGO_BIN_EXE_kubectl-bluegreen"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .join("release-archives");
+    let out = std::process::Command::new(root().join("scripts/package"))
+        .arg(target)
+        .env("DIST", dist.path())
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(out.success(), "scripts/package {target}");
+    let p = m["spec"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| os_arch(p) == platform)
+        .unwrap();
+    let archive = dist
+        .path()
+        .join(p["uri"].as_str().unwrap().rsplit('/').next().unwrap());
+    assert_eq!(
+        sha256_hex(&archive),
+        p["sha256"].as_str().unwrap(),
+        "krew-manifest.yaml is stale: run scripts/package --all and commit it"
+    );
+    install_like_krew(&kubectl, &m, p, &archive);
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -223,7 +332,6 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
         entries,
         [
             ("-rw-r--r--", "0/0", "LICENSE"),
-            ("-rw-r--r--", "0/0", "README.md"),
             ("-rwxr-xr-x", "0/0", "kubectl-bluegreen"),
             ("-rwxr-xr-x", "0/0", "kubectl_complete-bluegreen"),
         ]
@@ -248,7 +356,19 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
         "the same binary packs into the same archive"
     );
 
-    // krew: unpack into its store, link `bin` into its bin dir on the PATH.
+    install_like_krew(&kubectl, &m, p, &archive);
+}
+
+/// What `kubectl krew install --manifest … --archive …` does with one platform entry:
+/// check the archive's sha256, unpack it into krew's store, link `bin` into krew's bin
+/// directory on the PATH; then `kubectl plugin list` must find it and
+/// `kubectl bluegreen version --client` must run.
+fn install_like_krew(kubectl: &str, m: &serde_json::Value, p: &serde_json::Value, archive: &Path) {
+    assert_eq!(
+        sha256_hex(archive),
+        p["sha256"].as_str().unwrap(),
+        "krew checks the sha256 of the archive"
+    );
     let krew_root = tempfile::tempdir().unwrap();
     let store = krew_root
         .path()
@@ -258,7 +378,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
     assert!(
         std::process::Command::new("tar")
             .arg("-xzf")
-            .arg(&archive)
+            .arg(archive)
             .arg("-C")
             .arg(&store)
             .status()
@@ -273,7 +393,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(store.join(bin), bin_dir.join("kubectl-bluegreen")).unwrap();
     let path = format!("{}:{}", bin_dir.display(), "/usr/bin:/bin");
-    let kubectl_dir = Path::new(&kubectl)
+    let kubectl_dir = Path::new(kubectl)
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -282,7 +402,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
     } else {
         format!("{path}:{kubectl_dir}")
     };
-    let list = std::process::Command::new(&kubectl)
+    let list = std::process::Command::new(kubectl)
         .args(["plugin", "list"])
         .env("PATH", &path)
         .env("HOME", krew_root.path())
@@ -294,7 +414,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
         "kubectl plugin list: {listed}{}",
         String::from_utf8_lossy(&list.stderr)
     );
-    let v = std::process::Command::new(&kubectl)
+    let v = std::process::Command::new(kubectl)
         .args(["bluegreen", "version", "--client"])
         .env("PATH", &path)
         .env("HOME", krew_root.path())
@@ -306,6 +426,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
         crate_version()
     )));
 }
+
 
 #[test]
 fn the_release_workflow_is_valid_yaml_building_all_five_targets() {
