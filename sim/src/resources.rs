@@ -294,6 +294,22 @@ pub static RESOURCES: &[ResourceType] = &[
         status_subresource: true,
         categories: &["all"],
     },
+    // Stored as v2 (listed first: discovery's preferred version); served as v1 too.
+    ResourceType {
+        group: "autoscaling",
+        version: "v1",
+        kind: "HorizontalPodAutoscaler",
+        plural: "horizontalpodautoscalers",
+        singular: "horizontalpodautoscaler",
+        namespaced: true,
+        short_names: &["hpa"],
+        verbs: RW,
+        subresources: &["status"],
+        storage: "horizontalpodautoscalers",
+        has_generation: false,
+        status_subresource: true,
+        categories: &["all"],
+    },
     ResourceType {
         group: "authorization.k8s.io",
         version: "v1",

@@ -186,10 +186,20 @@ fn the_committed_manifest_passes_krews_rules_and_agrees_with_the_template() {
     // krew-index would hold it as bluegreen.yaml; `krew install --manifest` takes any name.
     validate(&m, "bluegreen.yaml").unwrap();
     let tag = format!("v{}", crate_version());
-    assert_eq!(m["spec"]["version"], tag.as_str(), "the version of Cargo.toml");
+    assert_eq!(
+        m["spec"]["version"],
+        tag.as_str(),
+        "the version of Cargo.toml"
+    );
     let template = rendered_template();
     assert_eq!(m["metadata"], template["metadata"]);
-    for field in ["version", "homepage", "shortDescription", "description", "caveats"] {
+    for field in [
+        "version",
+        "homepage",
+        "shortDescription",
+        "description",
+        "caveats",
+    ] {
         assert_eq!(m["spec"][field], template["spec"][field], "spec.{field}");
     }
     let platforms = m["spec"]["platforms"].as_array().unwrap();
@@ -199,7 +209,11 @@ fn the_committed_manifest_passes_krews_rules_and_agrees_with_the_template() {
         "one entry per archive built here"
     );
     for (p, (target, _)) in platforms.iter().zip(BUILT_HERE) {
-        let ext = if target.contains("windows") { "zip" } else { "tar.gz" };
+        let ext = if target.contains("windows") {
+            "zip"
+        } else {
+            "tar.gz"
+        };
         assert_eq!(
             p["uri"].as_str().unwrap(),
             format!(
@@ -426,7 +440,6 @@ fn install_like_krew(kubectl: &str, m: &serde_json::Value, p: &serde_json::Value
         crate_version()
     )));
 }
-
 
 #[test]
 fn the_release_workflow_is_valid_yaml_building_all_five_targets() {

@@ -243,19 +243,7 @@ async fn dispatch(
     };
     let wants_table = req.accept.contains("as=Table");
     let include = Include::parse(q.get("includeObject").map(String::as_str));
-    let parse_body = || -> ApiResult<Value> {
-        serde_json::from_slice(body).map_err(|e| {
-            if content_type.contains("protobuf") {
-                ApiError::new(
-                    415,
-                    "UnsupportedMediaType",
-                    "the simulator speaks JSON only",
-                )
-            } else {
-                ApiError::bad_request(format!("json: {e}"))
-            }
-        })
-    };
+    let parse_body = || request_body(content_type, body);
     match v.verb {
         "get" => {
             let obj = ops::get(c, rt, &ns, name, sub)?;
@@ -275,15 +263,7 @@ async fn dispatch(
         "list" => list(c, rt, t.namespace.as_deref(), q, wants_table, include)
             .map(|v| json_response(200, &v)),
         "watch" => watch(c, rt, t.namespace.clone(), q, wants_table, include),
-        "create" if rt.is_review() => {
-            let review_body = if content_type.contains("protobuf") {
-                crate::proto::decode_review(body)
-                    .ok_or_else(|| ApiError::bad_request("could not decode protobuf review"))?
-            } else {
-                parse_body()?
-            };
-            Ok(json_response(201, &review(c, who, rt, review_body)))
-        }
+        "create" if rt.is_review() => Ok(json_response(201, &review(c, who, rt, parse_body()?))),
         "create" => Ok(json_response(
             201,
             &ops::create(c, rt, &ns, parse_body()?, &wopts)?,
@@ -302,12 +282,12 @@ async fn dispatch(
             ))
         }
         "delete" => {
-            let mut opts = delete_opts(q, body)?;
+            let mut opts = delete_opts(q, content_type, body)?;
             opts.dry_run |= dry_run;
             Ok(json_response(200, &ops::delete(c, rt, &ns, name, &opts)?))
         }
         "deletecollection" => {
-            let mut opts = delete_opts(q, body)?;
+            let mut opts = delete_opts(q, content_type, body)?;
             opts.dry_run |= dry_run;
             let items = list(c, rt, t.namespace.as_deref(), q, false, include)?;
             let mut deleted = Vec::new();
@@ -323,11 +303,26 @@ async fn dispatch(
     }
 }
 
-fn delete_opts(q: &HashMap<String, String>, body: &Bytes) -> ApiResult<DeleteOpts> {
+/// A request body in the JSON form the handlers take: JSON as sent, protobuf decoded.
+fn request_body(content_type: &str, body: &[u8]) -> ApiResult<Value> {
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        crate::proto::decode_object(body).map_err(|e| {
+            ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
+        })
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("json: {e}")))
+    }
+}
+
+fn delete_opts(
+    q: &HashMap<String, String>,
+    content_type: &str,
+    body: &Bytes,
+) -> ApiResult<DeleteOpts> {
     let b: Value = if body.is_empty() {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("json: {e}")))?
+        request_body(content_type, body)?
     };
     Ok(DeleteOpts {
         dry_run: b["dryRun"]

@@ -867,3 +867,234 @@ async fn managed_fields_show_each_kubectl_command_as_on_a_cluster() {
         &serde_json::json!({"k:{\"name\":\"web\"}": {"f:image": {}}})
     );
 }
+
+/// Every kubectl on this machine: the dispatcher on the PATH (or `KUBECTL`) and the
+/// versioned clients installed beside it (`kubectl.1.29` … `kubectl.1.33`).
+fn every_kubectl() -> Vec<String> {
+    let Some(bin) = kubectl_bin() else {
+        return Vec::new();
+    };
+    let mut out = vec![bin.clone()];
+    let resolved = std::process::Command::new("sh")
+        .args(["-c", &format!("readlink -f \"$(command -v {bin})\"")])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if let Some(dir) = std::path::Path::new(&resolved).parent() {
+        for minor in 29..=33 {
+            let versioned = dir.join(format!("kubectl.1.{minor}"));
+            if versioned.exists() {
+                out.push(versioned.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A user bringing their own app to the demo, as they would to a cluster: each command
+/// with each kubectl present. kubectl 1.32 and later send these bodies as protobuf
+/// (`application/vnd.kubernetes.protobuf`); older ones as JSON. Prints what it measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imperative_commands_build_an_app_with_every_kubectl_present() {
+    let kubectls = every_kubectl();
+    if kubectls.is_empty() {
+        return;
+    }
+    let mut measured = Vec::new();
+    for bin in &kubectls {
+        let sim = Sim::start().await.unwrap();
+        let mut k = Kubectl::for_sim(&sim).unwrap();
+        k.bin = bin.clone();
+        let version = k.run(&["version", "--client"]).await.ok().to_string();
+        let version = version.lines().next().unwrap_or("").to_string();
+        let steps: &[&[&str]] = &[
+            &["create", "namespace", "web"],
+            &[
+                "-n",
+                "web",
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx:1.27",
+                "--replicas=2",
+                "--port=80",
+            ],
+            &[
+                "-n",
+                "web",
+                "create",
+                "deployment",
+                "idle",
+                "--image=nginx",
+                "--replicas=0",
+            ],
+            &[
+                "-n",
+                "web",
+                "expose",
+                "deployment",
+                "web",
+                "--port=80",
+                "--target-port=80",
+            ],
+            &[
+                "-n",
+                "web",
+                "create",
+                "service",
+                "clusterip",
+                "admin",
+                "--tcp=8080:80",
+            ],
+            &[
+                "-n",
+                "web",
+                "create",
+                "configmap",
+                "cfg",
+                "--from-literal=mode=blue",
+                "--from-literal=n=1",
+            ],
+            &[
+                "-n",
+                "web",
+                "create",
+                "secret",
+                "generic",
+                "pw",
+                "--from-literal=password=s3cret",
+            ],
+            &[
+                "-n",
+                "web",
+                "autoscale",
+                "deployment",
+                "web",
+                "--min=2",
+                "--max=4",
+                "--cpu-percent=80",
+            ],
+            &[
+                "-n",
+                "web",
+                "create",
+                "poddisruptionbudget",
+                "web",
+                "--selector=app=web",
+                "--min-available=1",
+            ],
+            &["-n", "web", "scale", "deployment", "web", "--replicas=3"],
+            &["-n", "web", "rollout", "restart", "deployment", "web"],
+            &[
+                "-n",
+                "web",
+                "set",
+                "image",
+                "deployment/web",
+                "nginx=nginx:1.28",
+            ],
+            &["-n", "web", "set", "env", "deployment/web", "MODE=blue"],
+            &[
+                "-n",
+                "web",
+                "set",
+                "resources",
+                "deployment/web",
+                "--requests=cpu=100m",
+            ],
+            &["-n", "web", "label", "deployment", "web", "tier=front"],
+            &["-n", "web", "annotate", "deployment", "web", "owner=sre"],
+            &[
+                "-n",
+                "web",
+                "rollout",
+                "status",
+                "deployment",
+                "web",
+                "--timeout=60s",
+            ],
+        ];
+        for args in steps {
+            let out = k.run(args).await;
+            assert_eq!(
+                out.code, 0,
+                "{version}: kubectl {args:?}:\n{}{}",
+                out.stdout, out.stderr
+            );
+        }
+        let get = |kind: &str, name: &str| {
+            sim.get(kind, "web", name)
+                .unwrap_or_else(|| panic!("{version}: no {kind}/{name}"))
+        };
+        let d = get("deployments", "web");
+        let c = &d["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            (c["image"].as_str(), c["ports"][0]["containerPort"].as_i64()),
+            (Some("nginx:1.28"), Some(80)),
+            "{version}: {d}"
+        );
+        assert_eq!(
+            c["env"][0],
+            serde_json::json!({"name": "MODE", "value": "blue"})
+        );
+        assert_eq!(c["resources"]["requests"]["cpu"], "100m");
+        assert_eq!(d["metadata"]["labels"]["tier"], "front");
+        assert_eq!(d["metadata"]["annotations"]["owner"], "sre");
+        assert!(
+            d["metadata"]["creationTimestamp"].is_string(),
+            "{version}: set by the server"
+        );
+        assert_eq!(
+            get("deployments", "idle")["spec"]["replicas"],
+            0,
+            "{version}: --replicas=0 is kept, not defaulted to 1"
+        );
+        let svc = get("services", "web");
+        assert_eq!(svc["spec"]["selector"], serde_json::json!({"app": "web"}));
+        assert_eq!(
+            svc["spec"]["ports"][0]["targetPort"], 80,
+            "{version}: {svc}"
+        );
+        assert_eq!(get("services", "admin")["spec"]["ports"][0]["port"], 8080);
+        assert_eq!(
+            get("configmaps", "cfg")["data"],
+            serde_json::json!({"mode": "blue", "n": "1"})
+        );
+        assert_eq!(get("secrets", "pw")["data"]["password"], "czNjcmV0");
+        let hpa = get("horizontalpodautoscalers", "web");
+        assert_eq!(
+            (
+                hpa["spec"]["minReplicas"].as_i64(),
+                hpa["spec"]["maxReplicas"].as_i64()
+            ),
+            (Some(2), Some(4)),
+            "{version}: {hpa}"
+        );
+        assert_eq!(
+            get("poddisruptionbudgets", "web")["spec"]["minAvailable"],
+            1
+        );
+        let protobuf = sim
+            .cluster()
+            .request_log()
+            .iter()
+            .filter(|r| {
+                r.content_type
+                    .starts_with("application/vnd.kubernetes.protobuf")
+            })
+            .count();
+        measured.push(format!(
+            "{version} ({bin}): {} commands passed, {protobuf} protobuf request bodies",
+            steps.len()
+        ));
+    }
+    eprintln!("{}", measured.join("\n"));
+    if kubectls.iter().any(|b| b.ends_with("kubectl.1.33")) {
+        assert!(
+            measured
+                .iter()
+                .any(|m| m.contains("v1.33") && !m.contains(" 0 protobuf")),
+            "kubectl 1.33 sends protobuf bodies, so this test exercises them: {measured:?}"
+        );
+    }
+}
