@@ -66,6 +66,35 @@ impl ResourceType {
     }
 }
 
+/// A kind the simulator stores and serves as it comes, with a status subresource and no
+/// controller acting on it (`has_generation`: writes to `spec` bump `metadata.generation`).
+const fn stored(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    has_generation: bool,
+) -> ResourceType {
+    ResourceType {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names,
+        verbs: RW,
+        subresources: &["status"],
+        storage: plural,
+        has_generation,
+        status_subresource: true,
+        categories: &[],
+    }
+}
+
 pub static RESOURCES: &[ResourceType] = &[
     ResourceType {
         group: "",
@@ -340,6 +369,79 @@ pub static RESOURCES: &[ResourceType] = &[
         status_subresource: false,
         categories: &[],
     },
+    // Stored and served, with no controller: the kinds in `kubectl apply --prune`'s
+    // default allow-list, so pruning can list them (an app may carry any of them).
+    stored(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        true,
+        &["pvc"],
+        false,
+    ),
+    stored(
+        "",
+        "v1",
+        "PersistentVolume",
+        "persistentvolumes",
+        "persistentvolume",
+        false,
+        &["pv"],
+        false,
+    ),
+    stored(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        "replicationcontroller",
+        true,
+        &["rc"],
+        true,
+    ),
+    stored(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        &["ds"],
+        true,
+    ),
+    stored(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        &["sts"],
+        true,
+    ),
+    stored("batch", "v1", "Job", "jobs", "job", true, &[], true),
+    stored(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        "cronjob",
+        true,
+        &["cj"],
+        true,
+    ),
+    stored(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        true,
+        &["ing"],
+        true,
+    ),
 ];
 
 /// The resource served at `group/version/plural`.

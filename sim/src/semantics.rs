@@ -151,6 +151,28 @@ pub fn default_pod_spec(spec: &mut Value) {
             }
         }
     }
+    if let Some(volumes) = spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        for v in volumes.iter_mut().filter(|v| v.is_object()) {
+            default_volume(v);
+        }
+    }
+}
+
+/// Upstream's `SetDefaults_Volume` and its sources' defaults: a volume naming no source
+/// is an `emptyDir`; files projected from ConfigMaps, Secrets and the downward API get
+/// mode 0644 (420) unless the volume says otherwise.
+fn default_volume(v: &mut Value) {
+    let has_source = v
+        .as_object()
+        .is_some_and(|m| m.iter().any(|(k, x)| k != "name" && !x.is_null()));
+    if !has_source {
+        v["emptyDir"] = json!({});
+    }
+    for source in ["configMap", "secret", "projected", "downwardAPI"] {
+        if v[source].is_object() {
+            set_default(&mut v[source], "defaultMode", json!(420));
+        }
+    }
 }
 
 /// Applies the upstream defaults of a type to an object about to be stored.

@@ -451,9 +451,10 @@ impl Store {
     pub fn watch_from(&self, since: u64) -> ApiResult<WatchStart> {
         let inner = self.lock();
         if since < inner.compacted {
+            // Upstream's watch cache names the version just before its oldest event.
             return Err(ApiError::gone(format!(
                 "too old resource version: {since} ({})",
-                inner.compacted + 1
+                inner.compacted
             )));
         }
         let backlog = inner

@@ -351,7 +351,15 @@ fn ensure_new_replicaset(
             }
         }
         Some(rs) if revision_of(rs) < max_revision => {
+            // Upstream's SetNewReplicaSetAnnotations: a reused ReplicaSet keeps the
+            // revisions it had before in `revision-history` (oldest first).
             let mut next = rs.clone();
+            let old = revision_of(rs).to_string();
+            let history = match rs["metadata"]["annotations"][REVISION_HISTORY].as_str() {
+                Some(h) if !h.is_empty() => format!("{h},{old}"),
+                _ => old,
+            };
+            next["metadata"]["annotations"][REVISION_HISTORY] = json!(history);
             next["metadata"]["annotations"][REVISION] = json!((max_revision + 1).to_string());
             if write(c, "replicasets", next, rs).is_ok() {
                 state.progress_at.insert(uid, now);
@@ -361,6 +369,8 @@ fn ensure_new_replicaset(
         Some(rs) => NewReplicaSet::Found(Some(rs.clone())),
     }
 }
+
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 
 /// A new ReplicaSet `<deployment>-<hash>` (uncut, as upstream) at 0 replicas, its
 /// template, selector and labels carrying the pod-template-hash.
