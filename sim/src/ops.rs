@@ -15,6 +15,7 @@ use crate::selector::LabelSelector;
 use crate::semantics;
 use crate::store::{name_of, now_rfc3339, rv_of, uid_of};
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sub {
@@ -41,12 +42,41 @@ impl Sub {
     }
 }
 
+/// The `fieldValidation` of a write: what happens to fields the type does not know.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Dropped silently.
+    Ignore,
+    /// Dropped, each named in a `Warning` response header (upstream's default).
+    #[default]
+    Warn,
+    /// The write fails.
+    Strict,
+}
+
+impl FieldValidation {
+    pub fn parse(v: Option<&str>) -> Result<FieldValidation, String> {
+        match v {
+            None | Some("") | Some("Warn") => Ok(FieldValidation::Warn),
+            Some("Ignore") => Ok(FieldValidation::Ignore),
+            Some("Strict") => Ok(FieldValidation::Strict),
+            Some(other) => Err(format!(
+                "fieldValidation parameter unsupported: {other:?}. Must be one of: Ignore, Warn, Strict"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WriteOpts {
     pub dry_run: bool,
-    pub strict: bool,
+    /// None for the simulator's own writes (controllers, fixtures), which carry only
+    /// known fields and are not checked.
+    pub field_validation: Option<FieldValidation>,
     /// The field manager the write is recorded under in `metadata.managedFields`.
     pub manager: String,
+    /// Warnings for the response's `Warning` headers, in the order they arose.
+    pub warnings: Arc<Mutex<Vec<String>>>,
 }
 
 impl WriteOpts {
@@ -390,10 +420,24 @@ fn check_namespace(c: &Cluster, rt: &ResourceType, ns: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn strict_check(rt: &ResourceType, obj: &Value, opts: &WriteOpts) -> ApiResult<()> {
-    if !opts.strict {
+/// Where a body under field validation came from: a Strict failure is reported as
+/// upstream reports it for each (a decoding error for POST/PUT, an invalid `patch`).
+enum Written<'a> {
+    Body,
+    Patch { kind: PatchType, sent: &'a [u8] },
+}
+
+/// Upstream decodes a write into its Go type: unknown fields are dropped, and named in a
+/// warning (`Warn`) or refused (`Strict`, the whole list in one error).
+fn check_unknown_fields(
+    rt: &ResourceType,
+    obj: &mut Value,
+    opts: &WriteOpts,
+    written: Written<'_>,
+) -> ApiResult<()> {
+    let Some(mode) = opts.field_validation else {
         return Ok(());
-    }
+    };
     let unknown = semantics::unknown_fields(rt, obj).map_err(|e| {
         ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: {e}",
@@ -407,13 +451,36 @@ fn strict_check(rt: &ResourceType, obj: &Value, opts: &WriteOpts) -> ApiResult<(
         .iter()
         .map(|f| format!("unknown field \"{f}\""))
         .collect();
-    Err(ApiError::bad_request(format!(
-        "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
-        rt.kind,
-        rt.version,
-        rt.kind,
-        fields.join(", ")
-    )))
+    match mode {
+        FieldValidation::Strict => {
+            let detail = format!("strict decoding error: {}", fields.join(", "));
+            Err(match written {
+                Written::Body => ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {detail}",
+                    rt.kind, rt.version, rt.kind
+                )),
+                // JSON and merge patches show the patched object, a strategic merge
+                // patch the patch itself in Go's map notation.
+                Written::Patch {
+                    kind: PatchType::Strategic,
+                    sent,
+                } => {
+                    let sent: Value = serde_json::from_slice(sent).unwrap_or_default();
+                    ApiError::invalid_patch(&schema::go_format(&sent), &detail)
+                }
+                Written::Patch { .. } => ApiError::invalid_patch(&obj.to_string(), &detail),
+            })
+        }
+        FieldValidation::Warn | FieldValidation::Ignore => {
+            for path in &unknown {
+                semantics::remove_path(obj, path);
+            }
+            if mode == FieldValidation::Warn {
+                opts.warnings.lock().unwrap().extend(fields);
+            }
+            Ok(())
+        }
+    }
 }
 
 /// The decoding step of a POST or PUT body: a wrongly-typed field is upstream's 400
@@ -457,7 +524,7 @@ pub fn create(
         ));
     }
     check_body_decodes(rt, Sub::Main, &obj)?;
-    strict_check(rt, &obj, opts)?;
+    check_unknown_fields(rt, &mut obj, opts, Written::Body)?;
     if rt.namespaced {
         check_namespace(c, rt, ns)?;
         match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
@@ -758,7 +825,8 @@ fn update_decoded(
             n
         }
         Sub::Main => {
-            strict_check(rt, &body, opts)?;
+            let mut body = body;
+            check_unknown_fields(rt, &mut body, opts, Written::Body)?;
             let mut n = to_stored(rt, body);
             if n["metadata"].is_null() {
                 n["metadata"] = json!({});
@@ -846,6 +914,37 @@ pub fn patch(
     sub: Sub,
     opts: &WriteOpts,
 ) -> ApiResult<Value> {
+    // Upstream applies a patch inside GuaranteedUpdate: a write that lands between its
+    // read and its write makes it re-read and apply again, so a patch without a
+    // resourceVersion of its own never fails with 409 because of someone else's write.
+    let sent: Value = serde_json::from_slice(body).unwrap_or_default();
+    let own_precondition = sent.pointer("/metadata/resourceVersion").is_some()
+        || sent
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o["path"] == "/metadata/resourceVersion"));
+    let mut attempts = 0;
+    loop {
+        match patch_once(c, rt, ns, name, content_type, body, sub, opts) {
+            Err(e) if e.code == 409 && !own_precondition && attempts < 10 => {
+                attempts += 1;
+                opts.warnings.lock().unwrap().clear();
+            }
+            other => return other,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn patch_once(
+    c: &Cluster,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+    sub: Sub,
+    opts: &WriteOpts,
+) -> ApiResult<Value> {
     let kind = PatchType::from_content_type(content_type)?;
     let ns_key = if rt.namespaced { ns } else { "" };
     let current = c
@@ -887,8 +986,8 @@ pub fn patch(
     // The update below must be guarded by the version the patch was applied to, so that
     // a concurrent write between read and write is retried rather than lost.
     patched["metadata"]["resourceVersion"] = original["metadata"]["resourceVersion"].clone();
-    if sub == Sub::Main && opts.strict {
-        strict_check(rt, &patched, opts)?;
+    if sub == Sub::Main {
+        check_unknown_fields(rt, &mut patched, opts, Written::Patch { kind, sent: body })?;
     }
     update_decoded(
         c,
@@ -898,7 +997,7 @@ pub fn patch(
         patched,
         sub,
         &WriteOpts {
-            strict: false,
+            field_validation: None,
             ..opts.clone()
         },
     )

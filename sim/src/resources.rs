@@ -68,6 +68,7 @@ impl ResourceType {
 
 /// A kind the simulator stores and serves as it comes, with a status subresource and no
 /// controller acting on it (`has_generation`: writes to `spec` bump `metadata.generation`).
+#[allow(clippy::too_many_arguments)]
 const fn stored(
     group: &'static str,
     version: &'static str,

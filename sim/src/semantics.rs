@@ -524,6 +524,9 @@ pub fn unknown_fields(rt: &ResourceType, obj: &Value) -> Result<Vec<String>, Str
         ("", "Secret") => roundtrip::<core::Secret>(obj)?,
         ("", "ServiceAccount") => roundtrip::<core::ServiceAccount>(obj)?,
         ("policy", _) => roundtrip::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(obj)?,
+        ("autoscaling", _) if rt.version == "v1" => {
+            roundtrip::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(obj)?
+        }
         ("autoscaling", _) => {
             roundtrip::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>(obj)?
         }
@@ -532,6 +535,36 @@ pub fn unknown_fields(rt: &ResourceType, obj: &Value) -> Result<Vec<String>, Str
     let mut missing = Vec::new();
     diff_fields(obj, &back, "", &mut missing);
     Ok(missing)
+}
+
+/// Removes the field at `path` as `unknown_fields` names it (`spec.template.spec.containers[0].foo`).
+pub fn remove_path(obj: &mut Value, path: &str) {
+    let mut steps: Vec<(&str, Vec<usize>)> = Vec::new();
+    for seg in path.split('.') {
+        let (key, rest) = seg.split_once('[').map_or((seg, ""), |(k, r)| (k, r));
+        let indexes = rest
+            .split('[')
+            .filter_map(|i| i.trim_end_matches(']').parse().ok())
+            .collect();
+        steps.push((key, indexes));
+    }
+    let Some(((last, last_indexes), parents)) = steps.split_last() else {
+        return;
+    };
+    let mut at = obj;
+    for (key, indexes) in parents {
+        let Some(next) = at.get_mut(*key) else { return };
+        at = next;
+        for i in indexes {
+            let Some(next) = at.get_mut(*i) else { return };
+            at = next;
+        }
+    }
+    if last_indexes.is_empty()
+        && let Some(m) = at.as_object_mut()
+    {
+        m.remove(*last);
+    }
 }
 
 fn diff_fields(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {

@@ -231,20 +231,23 @@ async fn dispatch(
             q["dryRun"]
         )));
     }
-    let strict = q.get("fieldValidation").is_some_and(|v| v == "Strict");
+    let field_validation =
+        ops::FieldValidation::parse(q.get("fieldValidation").map(String::as_str))
+            .map_err(ApiError::bad_request)?;
     let manager = crate::managed::manager_or_user_agent(
         q.get("fieldManager").map(String::as_str),
         &req.user_agent,
     );
     let wopts = WriteOpts {
         dry_run,
-        strict,
+        field_validation: Some(field_validation),
+        warnings: Default::default(),
         manager,
     };
     let wants_table = req.accept.contains("as=Table");
     let include = Include::parse(q.get("includeObject").map(String::as_str));
     let parse_body = || request_body(content_type, body);
-    match v.verb {
+    let response = match v.verb {
         "get" => {
             let obj = ops::get(c, rt, &ns, name, sub)?;
             if wants_table && sub == Sub::Main {
@@ -300,7 +303,17 @@ async fn dispatch(
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    };
+    let mut response = response?;
+    // Upstream's warnings (`Warning: 299 - "unknown field \"spec.foo\""`), which kubectl
+    // prints as `Warning: unknown field "spec.foo"`.
+    for w in wopts.warnings.lock().unwrap().iter() {
+        let quoted = format!("299 - \"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""));
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&quoted) {
+            response.headers_mut().append("Warning", v);
+        }
     }
+    Ok(response)
 }
 
 /// A request body in the JSON form the handlers take: JSON as sent, protobuf decoded.

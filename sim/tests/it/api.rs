@@ -1186,3 +1186,105 @@ async fn managed_fields_record_each_manager_and_move_on_update() {
         d["metadata"]["managedFields"]
     );
 }
+
+/// Fields the type does not know: dropped and named in a `Warning` header by default
+/// (`Warn`), dropped silently with `Ignore`, refused with `Strict` (a create's decoding
+/// error; a patch's 422 `"" is invalid: patch: …`), and never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_fields_are_dropped_warned_or_refused_as_the_request_asks() {
+    let (sim, client) = start().await;
+    let url = sim.url().to_string();
+    let http = |q: &str, method: &str, ct: &str, body: &str| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args(["-sk", "-i", "-X", method, "-H"])
+            .arg(format!("Authorization: Bearer {}", sim.token()))
+            .args(["-H", &format!("Content-Type: {ct}"), "--data", body])
+            .arg(format!("{url}/api/v1/namespaces/default/configmaps{q}"));
+        String::from_utf8_lossy(&cmd.output().unwrap().stdout).into_owned()
+    };
+    let cm = |name: &str| {
+        format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"a":"1"}},"spec":{{"foo":1}}}}"#
+        )
+    };
+    let warned = http("", "POST", "application/json", &cm("warned"));
+    assert!(warned.starts_with("HTTP/1.1 201"), "{warned}");
+    assert!(
+        warned
+            .to_ascii_lowercase()
+            .contains(r#"warning: 299 - "unknown field \"spec\"""#),
+        "{warned}"
+    );
+    let ignored = http(
+        "?fieldValidation=Ignore",
+        "POST",
+        "application/json",
+        &cm("ignored"),
+    );
+    assert!(
+        ignored.starts_with("HTTP/1.1 201") && !ignored.to_ascii_lowercase().contains("warning:"),
+        "{ignored}"
+    );
+    let strict = http(
+        "?fieldValidation=Strict",
+        "POST",
+        "application/json",
+        &cm("strict"),
+    );
+    assert!(strict.starts_with("HTTP/1.1 400"), "{strict}");
+    assert!(
+        strict.contains(r#"ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"spec\""#),
+        "{strict}"
+    );
+    let bad = http(
+        "?fieldValidation=Loud",
+        "POST",
+        "application/json",
+        &cm("loud"),
+    );
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    for name in ["warned", "ignored"] {
+        let stored = sim.get("configmaps", "default", name).unwrap();
+        assert!(stored.get("spec").is_none(), "never stored: {stored}");
+        assert_eq!(stored["data"]["a"], "1");
+    }
+    assert!(sim.get("configmaps", "default", "strict").is_none());
+
+    let deployments: Api<Deployment> = Api::namespaced(client, "default");
+    sim.apply_yaml("default", &deployment("u", 1, "app:1"))
+        .unwrap();
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..PatchParams::default()
+    };
+    for patch in [
+        Patch::Merge(json!({"spec": {"bar": 1}})),
+        Patch::Strategic(json!({"spec": {"bar": 1}})),
+    ] {
+        let status = api_err(deployments.patch("u", &strict, &patch).await.unwrap_err());
+        assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+        assert!(
+            status
+                .message
+                .starts_with(r#" "" is invalid: patch: Invalid value: "#)
+                && status
+                    .message
+                    .ends_with(r#": strict decoding error: unknown field "spec.bar""#),
+            "{}",
+            status.message
+        );
+    }
+    let warn = deployments
+        .patch(
+            "u",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bar": 1}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        serde_json::to_value(&warn).unwrap()["spec"]
+            .get("bar")
+            .is_none()
+    );
+}

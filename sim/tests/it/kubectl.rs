@@ -1098,3 +1098,74 @@ async fn imperative_commands_build_an_app_with_every_kubectl_present() {
         );
     }
 }
+
+/// What a cluster does to what an app carries: a volume naming no source becomes an
+/// `emptyDir`; `rollout undo` reuses a ReplicaSet and records its old revisions in
+/// `revision-history`; `kubectl apply --prune` with kubectl's default allow-list lists
+/// every kind in it and prunes what left the directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn volume_defaults_revision_history_and_apply_prune_as_on_a_cluster() {
+    let sim = Sim::start().await.unwrap();
+    let Some(k) = Kubectl::for_sim(&sim) else {
+        return;
+    };
+    let dir = k.dir.path().join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let keep = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: pr, labels: {app: pr}}
+spec:
+  selector: {matchLabels: {app: pr}}
+  template:
+    metadata: {labels: {app: pr}}
+    spec:
+      containers: [{name: c, image: nginx:1.25}]
+      volumes: [{name: scratch}, {name: cfg, configMap: {name: pr}}]
+";
+    std::fs::write(dir.join("keep.yaml"), keep).unwrap();
+    std::fs::write(
+        dir.join("gone.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: pr-old, labels: {app: pr}}\nspec: {selector: {app: pr}, ports: [{port: 80}]}\n",
+    )
+    .unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    k.run(&["apply", "--prune", "-l", "app=pr", "-f", &d])
+        .await
+        .ok();
+    assert_eq!(
+        sim.get("deployments", "default", "pr").unwrap()["spec"]["template"]["spec"]["volumes"],
+        serde_json::json!([{"name": "scratch", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "pr", "defaultMode": 420}}])
+    );
+    std::fs::remove_file(dir.join("gone.yaml")).unwrap();
+    let out = k.run(&["apply", "--prune", "-l", "app=pr", "-f", &d]).await;
+    assert!(out.ok().contains("service/pr-old pruned"), "{}", out.stdout);
+    assert!(sim.get("services", "default", "pr-old").is_none());
+
+    for args in [
+        &["set", "image", "deploy/pr", "c=nginx:1.26"][..],
+        &["rollout", "undo", "deploy/pr"],
+        &["set", "image", "deploy/pr", "c=nginx:1.26"],
+        &["rollout", "undo", "deploy/pr"],
+    ] {
+        k.run(&["rollout", "status", "deploy/pr", "--timeout=60s"])
+            .await
+            .ok();
+        k.run(args).await.ok();
+    }
+    k.run(&["rollout", "status", "deploy/pr", "--timeout=60s"])
+        .await
+        .ok();
+    let rs = k
+        .run(&[
+            "get", "rs", "-l", "app=pr", "-o",
+            r"jsonpath={range .items[*]}{.spec.template.spec.containers[0].image} {.metadata.annotations.deployment\.kubernetes\.io/revision} {.metadata.annotations.deployment\.kubernetes\.io/revision-history}{'\n'}{end}",
+        ])
+        .await;
+    let mut lines: Vec<&str> = rs.ok().lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        ["nginx:1.25 5 1,3", "nginx:1.26 4 2"],
+        "as upstream's deployment controller"
+    );
+}
