@@ -100,10 +100,21 @@ impl ApiError {
     /// 422 Invalid with one cause per `(field, cause reason, message)`, shaped like
     /// upstream's `field.ErrorList` aggregate.
     pub fn invalid(rt: &ResourceType, name: &str, causes: &[(String, &str, String)]) -> Self {
-        let kind = if rt.group.is_empty() {
-            rt.kind.to_string()
+        Self::invalid_kind(rt.group, rt.kind, name, causes)
+    }
+
+    /// `NewInvalid` for a group and kind that need not be a served resource (`ListOptions`
+    /// in `meta.k8s.io`).
+    pub fn invalid_kind(
+        group: &str,
+        kind_name: &str,
+        name: &str,
+        causes: &[(String, &str, String)],
+    ) -> Self {
+        let kind = if group.is_empty() {
+            kind_name.to_string()
         } else {
-            format!("{}.{}", rt.kind, rt.group)
+            format!("{kind_name}.{group}")
         };
         let text: Vec<String> = causes.iter().map(|(f, _, m)| format!("{f}: {m}")).collect();
         let message = if text.len() == 1 {
@@ -113,11 +124,11 @@ impl ApiError {
         };
         let mut d = json!({
             "name": name,
-            "kind": rt.kind,
+            "kind": kind_name,
             "causes": causes.iter().map(|(f, r, m)| json!({"reason": r, "message": m, "field": f})).collect::<Vec<_>>(),
         });
-        if !rt.group.is_empty() {
-            d["group"] = json!(rt.group);
+        if !group.is_empty() {
+            d["group"] = json!(group);
         }
         ApiError {
             details: Some(d),

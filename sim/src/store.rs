@@ -229,6 +229,65 @@ impl Store {
         (Self::select(&inner, storage, ns, pairs, keep), inner.rv)
     }
 
+    /// The objects of a storage as they were at resourceVersion `rv` (a list with
+    /// `resourceVersionMatch=Exact`, or a continued one): today's, with the changes after
+    /// `rv` undone from the history. 410 once `rv` is older than the history, 504 for a
+    /// version the store has not reached, as upstream answers them.
+    pub fn list_at(
+        &self,
+        storage: &str,
+        ns: Option<&str>,
+        rv: u64,
+        mut keep: impl FnMut(&&Value) -> bool,
+    ) -> ApiResult<Vec<Value>> {
+        let inner = self.lock();
+        if rv > inner.rv {
+            let mut e = ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {rv}, current: {}", inner.rv),
+            );
+            e.details = Some(serde_json::json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1
+            }));
+            return Err(e);
+        }
+        if rv < inner.compacted {
+            return Err(ApiError::gone(
+                "The resourceVersion for the provided list is too old.",
+            ));
+        }
+        let in_ns = |o: &Value| ns.is_none_or(|n| ns_of(o) == n);
+        let mut at: BTreeMap<(String, String), Value> =
+            Self::select(&inner, storage, ns, None, |_| true)
+                .into_iter()
+                .map(|o| ((ns_of(&o).to_string(), name_of(&o).to_string()), o))
+                .collect();
+        for change in inner.history.iter().rev().take_while(|c| c.rv > rv) {
+            if change.storage != storage || !in_ns(&change.object) {
+                continue;
+            }
+            let key = (
+                ns_of(&change.object).to_string(),
+                name_of(&change.object).to_string(),
+            );
+            match (change.event, &change.prev) {
+                (EventType::Added, _) => {
+                    at.remove(&key);
+                }
+                (_, Some(prev)) => {
+                    at.insert(key, prev.clone());
+                }
+                (EventType::Deleted, None) => {
+                    at.insert(key, change.object.clone());
+                }
+                (EventType::Modified, None) => {}
+            }
+        }
+        Ok(at.into_values().filter(|o| keep(&o)).collect())
+    }
+
     fn select(
         inner: &Inner,
         storage: &str,

@@ -82,32 +82,49 @@ fn decode_continue(token: &str) -> ApiResult<(u64, String)> {
 /// The API server's checks of a list's resourceVersion options
 /// (apimachinery's ValidateListOptions, and the storage's refusal of a resourceVersion
 /// beside a continue token).
+/// Upstream's `ValidateListOptions`: every error at once, as a 422 on `ListOptions`.
 fn validate_list_options(q: &HashMap<String, String>) -> ApiResult<()> {
     let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let (rv, cont) = (get("resourceVersion"), get("continue"));
     if let Some(m) = get("resourceVersionMatch") {
+        let field = "resourceVersionMatch".to_string();
         let forbidden = |why: &str| {
-            Err(ApiError::bad_request(format!(
-                "resourceVersionMatch: Forbidden: {why}"
-            )))
+            (
+                field.clone(),
+                "FieldValueForbidden",
+                format!("Forbidden: {why}"),
+            )
         };
+        let mut causes = Vec::new();
         if rv.is_none() {
-            return forbidden(
+            causes.push(forbidden(
                 "resourceVersionMatch is forbidden unless resourceVersion is provided",
-            );
+            ));
         }
         if cont.is_some() {
-            return forbidden("resourceVersionMatch is forbidden when continue is provided");
+            causes.push(forbidden(
+                "resourceVersionMatch is forbidden when continue is provided",
+            ));
         }
         if m != "Exact" && m != "NotOlderThan" {
-            return Err(ApiError::bad_request(format!(
-                "resourceVersionMatch: Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
-            )));
+            causes.push((
+                field.clone(),
+                "FieldValueNotSupported",
+                format!("Unsupported value: \"{m}\": supported values: \"Exact\", \"NotOlderThan\", \"\""),
+            ));
         }
         if m == "Exact" && rv == Some("0") {
-            return forbidden(
+            causes.push(forbidden(
                 "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-            );
+            ));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid_kind(
+                "meta.k8s.io",
+                "ListOptions",
+                "",
+                &causes,
+            ));
         }
     }
     if cont.is_some() && rv.is_some() {
@@ -140,9 +157,24 @@ pub(super) fn list(
     };
     // Selectors are matched before copying: a list costs what it selects.
     let pairs = filter.labels.required_pairs();
-    let (all, rv) = c
-        .store
-        .list_where(rt.storage, ns, pairs.as_deref(), |o| filter.matches(rt, o));
+    // `Exact` and a continued list read a snapshot (upstream: etcd at that revision);
+    // everything else reads the newest state.
+    let exact = q.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
+    let snapshot_rv = match &start {
+        Some((r, _)) => Some(*r),
+        None if exact => q.get("resourceVersion").and_then(|r| r.parse::<u64>().ok()),
+        None => None,
+    };
+    let (all, rv) = match snapshot_rv {
+        Some(at) => (
+            c.store
+                .list_at(rt.storage, ns, at, |o| filter.matches(rt, o))?,
+            at,
+        ),
+        None => c
+            .store
+            .list_where(rt.storage, ns, pairs.as_deref(), |o| filter.matches(rt, o)),
+    };
     let list_rv = start.as_ref().map(|(r, _)| *r).unwrap_or(rv);
     let key = |o: &Value| format!("{}/{}", ns_of(o), name_of(o));
     let mut items = Vec::new();
@@ -151,7 +183,10 @@ pub(super) fn list(
     for o in all.into_iter().filter(|o| {
         start
             .as_ref()
-            .is_none_or(|(_, after)| key(o).as_str() > after.as_str())
+            // In the store's (namespace, name) order, which "ns/name" as a string is not.
+            .is_none_or(|(_, after)| {
+                (ns_of(o), name_of(o)) > after.split_once('/').unwrap_or(("", after.as_str()))
+            })
     }) {
         if items.len() >= limit {
             remaining += 1;
