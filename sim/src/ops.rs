@@ -890,6 +890,12 @@ fn update_decoded(
     }
     let stored = if opts.dry_run {
         next
+    } else if !next["metadata"]["deletionTimestamp"].is_null() && finalizers(&next).is_empty() {
+        // Upstream: the update that removes the last finalizer of an object being
+        // deleted completes the delete.
+        let gone = c.store.delete(srt.storage, ns, name, rv_of(&current))?;
+        c.kick();
+        gone
     } else {
         let s = c.store.update(srt.storage, next, rv_of(&current))?;
         c.kick();
@@ -1058,8 +1064,28 @@ pub fn delete(
     if propagation == "Orphan" {
         orphan_dependents(c, &uid);
     }
-    if propagation == "Foreground" {
-        delete_dependents(c, &uid);
+    // An object with finalizers is marked (deletionTimestamp) and kept until they are
+    // removed; Foreground adds `foregroundDeletion`, which the garbage collector removes
+    // once it has deleted every dependent (so `kubectl wait --for=delete` waits for them).
+    let mut fins = finalizers(&current);
+    if propagation == "Foreground" && !fins.iter().any(|f| f == FOREGROUND) {
+        fins.push(FOREGROUND.to_string());
+    }
+    if !fins.is_empty() {
+        if !current["metadata"]["deletionTimestamp"].is_null() && fins == finalizers(&current) {
+            return Ok(to_served(rt, current));
+        }
+        let mut next = current.clone();
+        if next["metadata"]["deletionTimestamp"].is_null() {
+            next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            next["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        }
+        next["metadata"]["finalizers"] = json!(fins);
+        let stored = c
+            .store
+            .update(srt.storage, next, opts.precondition_rv.or(rv_of(&current)))?;
+        c.kick();
+        return Ok(to_served(rt, stored));
     }
     let gone = c
         .store
@@ -1098,15 +1124,66 @@ pub fn dependents_of(c: &Cluster, owner_uid: &str) -> Vec<(&'static str, String,
     out
 }
 
-fn delete_dependents(c: &Cluster, owner_uid: &str) {
-    for (storage, ns, name) in dependents_of(c, owner_uid) {
-        let rt = resources::by_storage(storage);
+/// The finalizer of a foreground cascading delete.
+pub const FOREGROUND: &str = "foregroundDeletion";
+
+pub fn finalizers(o: &Value) -> Vec<String> {
+    o["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The garbage collector's side of a foreground delete of `owner` (stored form): deletes
+/// its dependents not yet going (ReplicaSets in the foreground too, as they have pods),
+/// and once none is left, removes `foregroundDeletion`, which deletes the owner if it
+/// was the last finalizer.
+pub fn advance_foreground_delete(c: &Cluster, storage: &'static str, owner: &Value) {
+    let dependents = dependents_of(c, uid_of(owner));
+    if dependents.is_empty() {
+        let mut next = owner.clone();
+        let rest: Vec<String> = finalizers(owner)
+            .into_iter()
+            .filter(|f| f != FOREGROUND)
+            .collect();
+        if rest.is_empty() {
+            let _ = c.store.delete(
+                storage,
+                crate::store::ns_of(owner),
+                name_of(owner),
+                rv_of(owner),
+            );
+        } else {
+            next["metadata"]["finalizers"] = json!(rest);
+            let _ = c.store.update(storage, next, rv_of(owner));
+        }
+        c.kick();
+        return;
+    }
+    for (dep_storage, ns, name) in dependents {
+        let going = c
+            .store
+            .get(dep_storage, &ns, &name)
+            .is_none_or(|d| !d["metadata"]["deletionTimestamp"].is_null());
+        if going {
+            continue;
+        }
         let opts = DeleteOpts {
-            propagation: Some("Foreground".into()),
-            grace_seconds: Some(0),
+            propagation: Some(
+                if dep_storage == "replicasets" {
+                    "Foreground"
+                } else {
+                    "Background"
+                }
+                .into(),
+            ),
             ..Default::default()
         };
-        let _ = delete(c, rt, &ns, &name, &opts);
+        let _ = delete(c, resources::by_storage(dep_storage), &ns, &name, &opts);
     }
 }
 

@@ -222,6 +222,11 @@ pub(super) fn reconcile(
     rs_index: &OwnerIndex,
     pod_index: &OwnerIndex,
 ) -> Option<Instant> {
+    // Upstream syncs only the status of a Deployment being deleted (its ReplicaSets are
+    // going): creating or scaling them would fight the garbage collector.
+    if !d["metadata"]["deletionTimestamp"].is_null() {
+        return None;
+    }
     let uid = uid_of(d).to_string();
     let spec = &d["spec"];
     let replicas = int(&spec["replicas"]);

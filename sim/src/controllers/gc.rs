@@ -1,5 +1,6 @@
 //! The garbage collector: deletes ReplicaSets, pods and EndpointSlices whose every owner
-//! is gone (Background propagation). Stateless.
+//! is gone (Background propagation), and carries out foreground deletes (dependents
+//! first, then the owner). Stateless.
 
 use crate::cluster::Cluster;
 use crate::ops::{self, DeleteOpts};
@@ -7,8 +8,19 @@ use crate::resources;
 use crate::store::{name_of, ns_of, uid_of};
 use std::collections::HashSet;
 
-/// Deletes objects whose every owner is gone (Background propagation).
+/// Deletes objects whose every owner is gone (Background propagation), and moves each
+/// foreground delete one step on.
 pub(super) fn garbage_collect(c: &Cluster) {
+    for storage in ["deployments", "replicasets", "services", "pods"] {
+        let going = c.store.scan(storage, None, |o| {
+            (!o["metadata"]["deletionTimestamp"].is_null()
+                && ops::finalizers(o).iter().any(|f| f == ops::FOREGROUND))
+            .then(|| o.clone())
+        });
+        for owner in going {
+            ops::advance_foreground_delete(c, storage, &owner);
+        }
+    }
     let mut live: HashSet<String> = HashSet::new();
     for s in ["deployments", "replicasets", "services", "pods"] {
         live.extend(c.store.scan(s, None, |o| Some(uid_of(o).to_string())));

@@ -74,7 +74,11 @@ fn terminate(
     .min(timing.pod_termination);
     let gone_at = since + grace;
     if now >= gone_at {
-        let _ = c.store.delete("pods", ns_of(p), name_of(p), None);
+        // The kubelet's final delete: the API server keeps a pod that has finalizers
+        // until they are removed (the update that removes the last one deletes it).
+        if crate::ops::finalizers(p).is_empty() {
+            let _ = c.store.delete("pods", ns_of(p), name_of(p), None);
+        }
         state.terminating_since.remove(&uid);
         state.started.remove(&uid);
         state.ready_since.remove(&uid);

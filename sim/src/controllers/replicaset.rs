@@ -23,7 +23,12 @@ pub(super) fn reconcile(
 ) {
     let uid = uid_of(rs).to_string();
     let pods: Vec<Value> = pod_index.owned(c, "pods", &uid, &[]);
-    let created = manage_replicas(c, rs, &pods);
+    // Upstream manages replicas only for a ReplicaSet not being deleted.
+    let created = if rs["metadata"]["deletionTimestamp"].is_null() {
+        manage_replicas(c, rs, &pods)
+    } else {
+        Vec::new()
+    };
     let pods: Vec<Value> = pod_index
         .owned(c, "pods", &uid, &created)
         .into_iter()

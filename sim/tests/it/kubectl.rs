@@ -1169,3 +1169,95 @@ spec:
         "as upstream's deployment controller"
     );
 }
+
+/// Deletion as upstream's API server and garbage collector do it: a foreground delete
+/// keeps the Deployment (marked, with the `foregroundDeletion` finalizer) until its
+/// ReplicaSets and pods are gone, so `kubectl wait --for=delete` waits for them; any
+/// finalizer holds an object until the update that removes the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreground_deletes_and_finalizers_hold_objects_until_done() {
+    // Pods that take a while to terminate, so the order can be seen.
+    let sim = Sim::start_with(Timing {
+        pod_termination: Duration::from_millis(1500),
+        ..Timing::default()
+    })
+    .await
+    .unwrap();
+    sim.load_demo().await.unwrap();
+    let Some(k) = Kubectl::for_sim(&sim) else {
+        return;
+    };
+    let blue = |s: &Sim, kind: &str| {
+        s.list(kind, "default")
+            .into_iter()
+            .filter(|o| o["metadata"]["labels"]["bluegreen.io/color"] == "blue")
+            .count()
+    };
+    k.run(&[
+        "delete",
+        "deploy",
+        "shop-blue",
+        "--cascade=foreground",
+        "--wait=false",
+    ])
+    .await
+    .ok();
+    let marked = sim
+        .get("deployments", "default", "shop-blue")
+        .expect("kept while its pods go");
+    assert!(
+        marked["metadata"]["deletionTimestamp"].is_string(),
+        "{marked}"
+    );
+    assert_eq!(
+        marked["metadata"]["finalizers"],
+        serde_json::json!(["foregroundDeletion"])
+    );
+    assert!(
+        blue(&sim, "pods") > 0,
+        "pods terminate gracefully, not at once"
+    );
+    k.run(&["wait", "--for=delete", "deploy/shop-blue", "--timeout=30s"])
+        .await
+        .ok();
+    assert_eq!(
+        (blue(&sim, "replicasets"), blue(&sim, "pods")),
+        (0, 0),
+        "the owner goes last"
+    );
+
+    k.run(&["create", "configmap", "held", "--from-literal=a=b"])
+        .await
+        .ok();
+    k.run(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ])
+    .await
+    .ok();
+    k.run(&["delete", "configmap", "held", "--wait=false"])
+        .await
+        .ok();
+    let held = sim
+        .get("configmaps", "default", "held")
+        .expect("held by its finalizer");
+    assert!(held["metadata"]["deletionTimestamp"].is_string());
+    k.run(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await
+    .ok();
+    assert!(
+        sim.get("configmaps", "default", "held").is_none(),
+        "the last finalizer's removal deletes it"
+    );
+}
