@@ -377,7 +377,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
 /// check the archive's sha256, unpack it into krew's store, link `bin` into krew's bin
 /// directory on the PATH; then `kubectl plugin list` must find it and
 /// `kubectl bluegreen version --client` must run.
-fn install_like_krew(kubectl: &str, m: &serde_json::Value, p: &serde_json::Value, archive: &Path) {
+fn install_like_krew(kubectl: &Path, m: &serde_json::Value, p: &serde_json::Value, archive: &Path) {
     assert_eq!(
         sha256_hex(archive),
         p["sha256"].as_str().unwrap(),
@@ -407,7 +407,7 @@ fn install_like_krew(kubectl: &str, m: &serde_json::Value, p: &serde_json::Value
     std::fs::create_dir_all(&bin_dir).unwrap();
     std::os::unix::fs::symlink(store.join(bin), bin_dir.join("kubectl-bluegreen")).unwrap();
     let path = format!("{}:{}", bin_dir.display(), "/usr/bin:/bin");
-    let kubectl_dir = Path::new(kubectl)
+    let kubectl_dir = kubectl
         .parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default();

@@ -247,6 +247,12 @@ async fn dispatch(
     let wants_table = req.accept.contains("as=Table");
     let include = Include::parse(q.get("includeObject").map(String::as_str));
     let parse_body = || request_body(content_type, body);
+    if rt.group.is_empty() && rt.kind == "Endpoints" {
+        // What a 1.33 API server says on every request for core/v1 Endpoints.
+        wopts.warnings.lock().unwrap().push(
+            "v1 Endpoints is deprecated in v1.33+; use discovery.k8s.io/v1 EndpointSlice".into(),
+        );
+    }
     let response = match v.verb {
         "get" => {
             let obj = ops::get(c, rt, &ns, name, sub)?;
@@ -256,12 +262,13 @@ async fn dispatch(
                     .as_str()
                     .unwrap_or("")
                     .to_string();
-                return Ok(json_response(
+                Ok(json_response(
                     200,
                     &table::table(rt, &[stored], &rv, None, include),
-                ));
+                ))
+            } else {
+                Ok(json_response(200, &obj))
             }
-            Ok(json_response(200, &obj))
         }
         "list" => list(c, rt, t.namespace.as_deref(), q, wants_table, include)
             .map(|v| json_response(200, &v)),
