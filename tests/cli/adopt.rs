@@ -13,7 +13,11 @@ fn ok(out: &Out) -> &str {
 }
 
 fn ready_endpoints(sim: &Sim, svc: &str) -> usize {
-    sim.list("endpointslices", "default")
+    ready_endpoints_in(sim, "default", svc)
+}
+
+fn ready_endpoints_in(sim: &Sim, ns: &str, svc: &str) -> usize {
+    sim.list("endpointslices", ns)
         .iter()
         .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == svc)
         .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
@@ -259,4 +263,116 @@ async fn the_viewer_role_reads_and_every_write_fails_in_one_line() {
             "{out:?}"
         );
     }
+}
+
+/// Issue 11's user path: an app brought to the sim the way one is brought to a cluster,
+/// with the `kubectl` on the PATH (1.32+ send these bodies as protobuf) — a namespace, a
+/// Deployment, `expose`, a ConfigMap, a Secret, a PDB, an HPA, a scale and a restart —
+/// is adopted by `init` and released through the plugin's kubectl dispatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_created_with_kubectls_imperative_commands_is_adopted_and_released() {
+    let Some(kubectl) = crate::kubectl() else {
+        return;
+    };
+    let w = World::new(&[]).await;
+    for args in [
+        &["create", "namespace", "web"][..],
+        &[
+            "-n",
+            "web",
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=2",
+            "--port=80",
+        ],
+        &["-n", "web", "expose", "deployment", "web", "--port=80"],
+        &[
+            "-n",
+            "web",
+            "create",
+            "configmap",
+            "web",
+            "--from-literal=mode=prod",
+        ],
+        &[
+            "-n",
+            "web",
+            "create",
+            "secret",
+            "generic",
+            "web",
+            "--from-literal=token=s3cret",
+        ],
+        &[
+            "-n",
+            "web",
+            "create",
+            "poddisruptionbudget",
+            "web",
+            "--selector=app=web",
+            "--min-available=1",
+        ],
+        &[
+            "-n",
+            "web",
+            "autoscale",
+            "deployment",
+            "web",
+            "--min=2",
+            "--max=4",
+        ],
+        &["-n", "web", "scale", "deployment", "web", "--replicas=3"],
+        &["-n", "web", "rollout", "restart", "deployment", "web"],
+        &[
+            "-n",
+            "web",
+            "rollout",
+            "status",
+            "deployment",
+            "web",
+            "--timeout=60s",
+        ],
+        &["bluegreen", "-n", "web", "init", "web"],
+        &[
+            "bluegreen",
+            "-n",
+            "web",
+            "set-image",
+            "web",
+            "nginx=nginx:1.28",
+        ],
+        &["bluegreen", "-n", "web", "promote", "web"],
+    ] {
+        let out = w.run(&kubectl, args, &[]).await;
+        assert_eq!(out.code, 0, "kubectl {args:?}: {out:?}");
+    }
+    let protobuf = w
+        .sim
+        .cluster()
+        .request_log()
+        .iter()
+        .filter(|r| {
+            r.content_type
+                .starts_with("application/vnd.kubernetes.protobuf")
+        })
+        .count();
+    eprintln!("protobuf request bodies: {protobuf}");
+    let status = ok(&w
+        .plugin(&["-n", "web", "status", "web", "-o", "json"])
+        .await)
+    .to_string();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let text = status.to_string();
+    assert!(text.contains("nginx:1.28"), "the release is live: {status}");
+    let svc = w.sim.get("services", "web", "web").unwrap();
+    assert_eq!(
+        svc["spec"]["selector"]["bluegreen.io/color"], "green",
+        "{svc}"
+    );
+    assert!(
+        ready_endpoints_in(&w.sim, "web", "web") >= 2,
+        "the Service serves the new slot"
+    );
 }
