@@ -135,6 +135,21 @@ fn watches(client: &kube::Client, ns: &str, name: &str, sel: &Selection) -> BoxS
 }
 
 pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
+    // Ctrl-C is listened for by a task of its own for the whole watch, so that one coming
+    // while a frame is read or drawn is kept until the loop looks again (a `ctrl_c()` made
+    // anew on each turn is not listening then, and the watch would go on).
+    let mut interrupted = tokio::spawn(tokio::signal::ctrl_c());
+    let result = frames(env, app_name, output, &mut interrupted).await;
+    interrupted.abort();
+    result
+}
+
+async fn frames(
+    env: &mut Env,
+    app_name: &str,
+    output: Output,
+    interrupted: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+) -> Result<()> {
     let ns = env.conn.namespace.clone();
     let client = env.conn.client.clone();
     let reader = Reader::view(&client, env.conn.request_timeout);
@@ -177,7 +192,7 @@ pub async fn run(env: &mut Env, app_name: &str, output: Output) -> Result<()> {
                 Some(()) => dirty = true,
                 None => return Ok(()),
             },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut *interrupted => return Ok(()),
         }
     }
 }

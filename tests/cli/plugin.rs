@@ -251,6 +251,46 @@ async fn status_watch_redraws_on_a_change_and_exits_0_on_ctrl_c() {
     assert!(status.success(), "{status:?}");
 }
 
+/// Ctrl-C while `--watch` is reading the app for a frame (each request slowed to 300 ms,
+/// so a read takes two rounds of that) must still end the watch: a Ctrl-C listener made
+/// anew on each turn of the loop would miss it, and the watch would go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_watch_exits_on_a_ctrl_c_that_comes_while_a_frame_is_being_read() {
+    let sim = bluegreen_sim::Sim::start_with(Timing {
+        latency: Duration::from_millis(300),
+        ..Timing::default()
+    })
+    .await
+    .unwrap();
+    sim.apply_yaml("default", CONTRACT).unwrap();
+    sim.wait_converged("default").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+        .unwrap();
+    let world = World { sim, dir };
+    let reads = |w: &World| {
+        w.sim
+            .cluster()
+            .request_log()
+            .iter()
+            .filter(|r| r.path.ends_with("/services") && r.query.contains("metadata.name%3Dshop&"))
+            .count()
+    };
+    let child = world.spawn(&crate::plugin_bin(), &["status", "shop", "--watch"]);
+    // The first frame's read, then the watches' start marks the app changed: the second
+    // read begins. Its first round answered, its second is in flight: Ctrl-C now.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while reads(&world) < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a second read of the app");
+    let out = crate::interrupt(child).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("Context: sim"), "{out:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_survives_dropped_watch_streams() {
     let world = World::new(&[CONTRACT]).await;
