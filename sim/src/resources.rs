@@ -96,6 +96,22 @@ const fn stored(
     }
 }
 
+const HPA_V2: ResourceType = ResourceType {
+    group: "autoscaling",
+    version: "v2",
+    kind: "HorizontalPodAutoscaler",
+    plural: "horizontalpodautoscalers",
+    singular: "horizontalpodautoscaler",
+    namespaced: true,
+    short_names: &["hpa"],
+    verbs: RW,
+    subresources: &["status"],
+    storage: "horizontalpodautoscalers",
+    has_generation: false,
+    status_subresource: true,
+    categories: &["all"],
+};
+
 pub static RESOURCES: &[ResourceType] = &[
     ResourceType {
         group: "",
@@ -309,36 +325,11 @@ pub static RESOURCES: &[ResourceType] = &[
         status_subresource: true,
         categories: &[],
     },
-    ResourceType {
-        group: "autoscaling",
-        version: "v2",
-        kind: "HorizontalPodAutoscaler",
-        plural: "horizontalpodautoscalers",
-        singular: "horizontalpodautoscaler",
-        namespaced: true,
-        short_names: &["hpa"],
-        verbs: RW,
-        subresources: &["status"],
-        storage: "horizontalpodautoscalers",
-        has_generation: false,
-        status_subresource: true,
-        categories: &["all"],
-    },
+    HPA_V2,
     // Stored as v2 (listed first: discovery's preferred version); served as v1 too.
     ResourceType {
-        group: "autoscaling",
         version: "v1",
-        kind: "HorizontalPodAutoscaler",
-        plural: "horizontalpodautoscalers",
-        singular: "horizontalpodautoscaler",
-        namespaced: true,
-        short_names: &["hpa"],
-        verbs: RW,
-        subresources: &["status"],
-        storage: "horizontalpodautoscalers",
-        has_generation: false,
-        status_subresource: true,
-        categories: &["all"],
+        ..HPA_V2
     },
     ResourceType {
         group: "authorization.k8s.io",

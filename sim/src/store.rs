@@ -237,6 +237,7 @@ impl Store {
         &self,
         storage: &str,
         ns: Option<&str>,
+        pairs: Option<&[(String, String)]>,
         rv: u64,
         mut keep: impl FnMut(&&Value) -> bool,
     ) -> ApiResult<Vec<Value>> {
@@ -258,34 +259,30 @@ impl Store {
                 "The resourceVersion for the provided list is too old.",
             ));
         }
+        // Today's matching objects (through the label index), then each later change
+        // undone: what a change replaced comes back if it matched, what it added goes.
         let in_ns = |o: &Value| ns.is_none_or(|n| ns_of(o) == n);
+        let key = |o: &Value| (ns_of(o).to_string(), name_of(o).to_string());
         let mut at: BTreeMap<(String, String), Value> =
-            Self::select(&inner, storage, ns, None, |_| true)
+            Self::select(&inner, storage, ns, pairs, &mut keep)
                 .into_iter()
-                .map(|o| ((ns_of(&o).to_string(), name_of(&o).to_string()), o))
+                .map(|o| (key(&o), o))
                 .collect();
         for change in inner.history.iter().rev().take_while(|c| c.rv > rv) {
             if change.storage != storage || !in_ns(&change.object) {
                 continue;
             }
-            let key = (
-                ns_of(&change.object).to_string(),
-                name_of(&change.object).to_string(),
-            );
-            match (change.event, &change.prev) {
-                (EventType::Added, _) => {
-                    at.remove(&key);
-                }
-                (_, Some(prev)) => {
-                    at.insert(key, prev.clone());
-                }
-                (EventType::Deleted, None) => {
-                    at.insert(key, change.object.clone());
-                }
-                (EventType::Modified, None) => {}
-            }
+            let before = match change.event {
+                EventType::Added => None,
+                EventType::Modified => change.prev.as_ref(),
+                EventType::Deleted => change.prev.as_ref().or(Some(&change.object)),
+            };
+            match before.filter(|b| keep(b)) {
+                Some(b) => at.insert(key(b), b.clone()),
+                None => at.remove(&key(&change.object)),
+            };
         }
-        Ok(at.into_values().filter(|o| keep(&o)).collect())
+        Ok(at.into_values().collect())
     }
 
     fn select(

@@ -275,78 +275,24 @@ async fn an_app_created_with_kubectls_imperative_commands_is_adopted_and_release
         return;
     };
     let w = World::new(&[]).await;
-    for args in [
-        &["create", "namespace", "web"][..],
-        &[
-            "-n",
-            "web",
-            "create",
-            "deployment",
-            "web",
-            "--image=nginx:1.27",
-            "--replicas=2",
-            "--port=80",
-        ],
-        &["-n", "web", "expose", "deployment", "web", "--port=80"],
-        &[
-            "-n",
-            "web",
-            "create",
-            "configmap",
-            "web",
-            "--from-literal=mode=prod",
-        ],
-        &[
-            "-n",
-            "web",
-            "create",
-            "secret",
-            "generic",
-            "web",
-            "--from-literal=token=s3cret",
-        ],
-        &[
-            "-n",
-            "web",
-            "create",
-            "poddisruptionbudget",
-            "web",
-            "--selector=app=web",
-            "--min-available=1",
-        ],
-        &[
-            "-n",
-            "web",
-            "autoscale",
-            "deployment",
-            "web",
-            "--min=2",
-            "--max=4",
-        ],
-        &["-n", "web", "scale", "deployment", "web", "--replicas=3"],
-        &["-n", "web", "rollout", "restart", "deployment", "web"],
-        &[
-            "-n",
-            "web",
-            "rollout",
-            "status",
-            "deployment",
-            "web",
-            "--timeout=60s",
-        ],
-        &["bluegreen", "-n", "web", "init", "web"],
-        &[
-            "bluegreen",
-            "-n",
-            "web",
-            "set-image",
-            "web",
-            "nginx=nginx:1.28",
-        ],
-        &["bluegreen", "-n", "web", "promote", "web"],
+    for step in [
+        "create namespace web",
+        "-n web create deployment web --image=nginx:1.27 --replicas=2 --port=80",
+        "-n web expose deployment web --port=80",
+        "-n web create configmap web --from-literal=mode=prod",
+        "-n web create secret generic web --from-literal=token=s3cret",
+        "-n web create poddisruptionbudget web --selector=app=web --min-available=1",
+        "-n web autoscale deployment web --min=2 --max=4",
+        "-n web scale deployment web --replicas=3",
+        "-n web rollout restart deployment web",
+        "-n web rollout status deployment web --timeout=60s",
+        "bluegreen -n web init web",
+        "bluegreen -n web set-image web nginx=nginx:1.28",
+        "bluegreen -n web promote web",
     ] {
-        let out = w.run(&kubectl, args, &[]).await;
-        assert_eq!(out.code, 0, "kubectl {args:?}: {out:?}");
+        let args: Vec<&str> = step.split_whitespace().collect();
+        let out = w.run(&kubectl, &args, &[]).await;
+        assert_eq!(out.code, 0, "kubectl {step}: {out:?}");
     }
     let protobuf = w
         .sim

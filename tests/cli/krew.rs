@@ -271,15 +271,25 @@ fn the_committed_manifest_holds_this_commits_archive_and_it_installs_like_krew()
         .iter()
         .find(|p| os_arch(p) == platform)
         .unwrap();
-    let archive = dist
-        .path()
-        .join(p["uri"].as_str().unwrap().rsplit('/').next().unwrap());
+    let archive = archive_named_by(dist.path(), p);
     assert_eq!(
         sha256_hex(&archive),
         p["sha256"].as_str().unwrap(),
         "krew-manifest.yaml is stale: run scripts/package --all and commit it"
     );
     install_like_krew(&kubectl, &m, p, &archive);
+}
+
+/// Where a platform entry's archive is in `dist`: the last segment of its uri.
+fn archive_named_by(dist: &Path, platform: &serde_json::Value) -> PathBuf {
+    dist.join(
+        platform["uri"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap(),
+    )
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -318,9 +328,7 @@ fn the_packaged_archive_installs_like_krew_and_runs() {
     validate(&m, "bluegreen.yaml").unwrap();
     assert_eq!(m["spec"]["version"], format!("v{}", crate_version()));
     let p = &m["spec"]["platforms"][0];
-    let archive = dist
-        .path()
-        .join(p["uri"].as_str().unwrap().rsplit('/').next().unwrap());
+    let archive = archive_named_by(dist.path(), p);
     assert_eq!(
         sha256_hex(&archive),
         p["sha256"].as_str().unwrap(),

@@ -167,8 +167,9 @@ pub(super) fn list(
     };
     let (all, rv) = match snapshot_rv {
         Some(at) => (
-            c.store
-                .list_at(rt.storage, ns, at, |o| filter.matches(rt, o))?,
+            c.store.list_at(rt.storage, ns, pairs.as_deref(), at, |o| {
+                filter.matches(rt, o)
+            })?,
             at,
         ),
         None => c

@@ -1322,6 +1322,39 @@ async fn lists_at_a_resource_version_are_snapshots_or_upstreams_errors() {
         names(cms.list(&ListParams::default()).await.unwrap()),
         ["b"]
     );
+    // Through the label index: an object relabelled since is in the snapshot it matched.
+    let l: k8s_openapi::api::core::v1::ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "l", "labels": {"tier": "x"}}}))
+            .unwrap();
+    let rv_l = cms
+        .create(&PostParams::default(), &l)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    cms.patch(
+        "l",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"tier": "y"}}})),
+    )
+    .await
+    .unwrap();
+    let tier_x = ListParams::default().labels("tier=x");
+    assert_eq!(
+        names(
+            cms.list(
+                &tier_x
+                    .clone()
+                    .at(&rv_l)
+                    .matching(kube::api::VersionMatch::Exact)
+            )
+            .await
+            .unwrap()
+        ),
+        ["l"]
+    );
+    assert!(names(cms.list(&tier_x).await.unwrap()).is_empty());
 
     let raw = |q: &str| {
         let out = std::process::Command::new("curl")
