@@ -21,6 +21,7 @@
 
 pub mod cluster;
 pub mod controllers;
+pub mod convert;
 pub mod discovery;
 pub mod error;
 pub mod images;
