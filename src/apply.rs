@@ -7,7 +7,7 @@
 use crate::env::Clock;
 use crate::error::{Error, Reason, Result};
 use crate::lease::LeaseGuard;
-use crate::plan::Step;
+use crate::plan::{NotLive, Step};
 use crate::progress::Progress;
 use crate::verify;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -457,6 +457,98 @@ impl Applier<'_> {
         let _ = Box::pin(self.run_step(&event)).await;
     }
 
+    /// The first of the guard's Services that selects its color now (a fresh read of
+    /// each, sent together), with who switched it.
+    async fn selecting(&self, g: &NotLive) -> Result<Option<(String, String)>> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), self.namespace);
+        let reads = g.services.iter().map(|name| {
+            let services = services.clone();
+            async move {
+                services
+                    .get(name)
+                    .await
+                    .map_err(|e| Error::kube(format!("read service {name}"), e))
+            }
+        });
+        let found = futures::future::try_join_all(reads).await?;
+        Ok(found.into_iter().find_map(|svc| {
+            let selects = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.as_ref())
+                .and_then(|s| s.get(&g.color_label))
+                .is_some_and(|c| *c == g.color);
+            selects.then(|| {
+                let who =
+                    crate::model::selector_manager(&svc).unwrap_or_else(|| "another client".into());
+                (svc.metadata.name.unwrap_or_default(), who)
+            })
+        }))
+    }
+
+    /// After a guarded write to a slot: when a Service turned to the slot while the write
+    /// was on its way, puts back what the write changed and says what happened. The undo
+    /// is guarded by the spec generation the write made, not its resourceVersion: the
+    /// Deployment controller bumps the latter at once with a status update, while the
+    /// generation moves only when someone changes the spec again (then the undo stops).
+    async fn undo_if_live(
+        &self,
+        g: &NotLive,
+        deployment: &str,
+        written: &Deployment,
+    ) -> Result<Option<String>> {
+        let Some((svc, who)) = self.selecting(g).await? else {
+            return Ok(None);
+        };
+        tracing::warn!(%svc, %who, deployment, "a Service turned to the slot during the write: undoing it");
+        let switched = format!(
+            "Service {svc} was switched to {} by {who} while deployment {deployment} was being written",
+            g.color
+        );
+        Ok(Some(match self.undo(g, deployment, written).await {
+            Ok(()) => format!("{switched}: the write is undone, the slot is as it was"),
+            Err(why) => format!(
+                "{switched}, and undoing the write failed ({why}): check `kubectl rollout history deployment/{deployment}`"
+            ),
+        }))
+    }
+
+    /// Applies `g.undo` to the Deployment while its spec is still the one `written` made.
+    async fn undo(
+        &self,
+        g: &NotLive,
+        deployment: &str,
+        written: &Deployment,
+    ) -> Result<(), String> {
+        let deploys: Api<Deployment> = Api::namespaced(self.client.clone(), self.namespace);
+        let params = self.params();
+        for _ in 0..5 {
+            // Fresh: the guard must see the spec as it is now.
+            let now = with_retry(|| deploys.get(deployment))
+                .await
+                .map_err(|e| format!("read deployment {deployment}: {e}"))?;
+            if now.metadata.generation != written.metadata.generation {
+                return Err(format!(
+                    "its spec changed again after the write (generation {} → {})",
+                    written.metadata.generation.unwrap_or_default(),
+                    now.metadata.generation.unwrap_or_default()
+                ));
+            }
+            let mut undo = g.undo.clone();
+            undo["metadata"]["resourceVersion"] = json!(now.metadata.resource_version);
+            let body = Patch::Strategic(&undo);
+            match with_retry(|| deploys.patch(deployment, &params, &body)).await {
+                Ok(_) => return Ok(()),
+                // Only the status moved between the read and the patch: read again.
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(format!("undo the write to deployment {deployment}: {e}")),
+            }
+        }
+        Err(format!(
+            "deployment {deployment} kept changing under the undo"
+        ))
+    }
+
     fn params(&self) -> PatchParams {
         PatchParams {
             dry_run: self.dry_run,
@@ -555,45 +647,53 @@ impl Applier<'_> {
         let status = if dry { "would be done" } else { "done" };
         match step {
             Step::PatchDeployment {
-                deployment, patch, ..
+                deployment,
+                patch,
+                not_live,
+                ..
             } => {
+                let guard = not_live.as_ref().filter(|_| !dry);
+                if let Some(g) = guard
+                    && let Some((svc, who)) = self.selecting(g).await?
+                {
+                    return Err(Error::Conflict(
+                        Reason::ChangedMeanwhile,
+                        format!(
+                            "Service {svc} was switched to {} by {who} meanwhile: deployment {deployment} serves traffic, so it is not re-imaged",
+                            g.color
+                        ),
+                    ));
+                }
                 let params = self.params();
                 let body = Patch::Strategic(patch);
                 let d = with_retry(|| deploys.patch(deployment, &params, &body))
                     .await
                     .map_err(|e| conflict_or(e, format!("patch deployment {deployment}"), false))?;
+                if let Some(g) = guard
+                    && let Some(what) = self.undo_if_live(g, deployment, &d).await?
+                {
+                    return Err(Error::Conflict(
+                        Reason::ChangedMeanwhile,
+                        format!("{what}; set-image does not touch a slot that serves traffic"),
+                    ));
+                }
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::ScaleDeployment {
                 deployment,
                 patch,
-                retire,
+                not_live,
                 ..
             } => {
                 // Rule 2 at the moment of the write: no Service selects the slot again.
-                if let Some(r) = retire
-                    && !dry
+                let guard = not_live.as_ref().filter(|_| !dry);
+                if let Some(g) = guard
+                    && let Some((svc, who)) = self.selecting(g).await?
                 {
-                    for name in &r.services {
-                        let svc = services
-                            .get(name)
-                            .await
-                            .map_err(|e| Error::kube(format!("read service {name}"), e))?;
-                        let selects = svc
-                            .spec
-                            .as_ref()
-                            .and_then(|s| s.selector.as_ref())
-                            .and_then(|s| s.get(&r.color_label))
-                            .is_some_and(|c| *c == r.color);
-                        if selects {
-                            let who = crate::model::selector_manager(&svc)
-                                .unwrap_or_else(|| "another client".into());
-                            return Err(Error::Reverted(format!(
-                                "Service {name} selects {} again (switched by {who}): deployment {deployment} serves traffic, so it is not scaled down",
-                                r.color
-                            )));
-                        }
-                    }
+                    return Err(Error::Reverted(format!(
+                        "Service {svc} selects {} again (switched by {who}): deployment {deployment} serves traffic, so it is not scaled down",
+                        g.color
+                    )));
                 }
                 let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| Error::Other(format!("bad planned patch: {e}")))?;
@@ -602,6 +702,13 @@ impl Applier<'_> {
                 let d = with_retry(|| deploys.patch(deployment, &params, &body))
                     .await
                     .map_err(|e| conflict_or(e, format!("scale deployment {deployment}"), true))?;
+                if let Some(g) = guard
+                    && let Some(what) = self.undo_if_live(g, deployment, &d).await?
+                {
+                    return Err(Error::Reverted(format!(
+                        "{what}: it serves traffic, so it is not scaled down"
+                    )));
+                }
                 self.record(step, status, dry.then(|| summary_of_deployment(&d)));
             }
             Step::CreateDeployment {

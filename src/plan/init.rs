@@ -290,7 +290,7 @@ pub fn init(
                     {"op": "add", "path": "/metadata/annotations", "value": ann},
                 ]),
                 why: format!("the original is replaced by {blue_name} and {green_name} (kept, annotated, never deleted)"),
-                retire: None,
+                not_live: None,
             });
         }
     }

@@ -77,6 +77,9 @@ pub enum Step {
         deployment: String,
         patch: Value,
         why: String,
+        /// For a re-image of the preview slot: rule 2 at the moment of the write.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        not_live: Option<NotLive>,
     },
     /// A JSON patch of a Deployment whose first operation tests the generation.
     #[serde(rename_all = "camelCase")]
@@ -85,10 +88,9 @@ pub enum Step {
         replicas: i32,
         patch: Value,
         why: String,
-        /// For a scale-down of a slot: re-read these Services right before the write and
-        /// stop if any selects this color again (rule 2: a live slot is never scaled down).
+        /// For a scale-down of a slot: rule 2 at the moment of the write.
         #[serde(skip_serializing_if = "Option::is_none")]
-        retire: Option<Retire>,
+        not_live: Option<NotLive>,
     },
     #[serde(rename_all = "camelCase")]
     CreateDeployment {
@@ -316,13 +318,20 @@ impl Plan {
     }
 }
 
-/// The Services a slot must no longer be selected by when it is scaled down.
+/// Rule 2 (a slot that serves traffic is never modified) where the plan cannot hold it
+/// alone: between the observation and the write, another hand may switch a Service to the
+/// slot. So these Services are read again right before the write (none may select the
+/// slot), and once more right after it: a switch that landed in between (one round trip,
+/// which no client can close without a transaction) is met by `undo`, a strategic-merge
+/// patch putting back what the write changed, applied only while the Deployment's spec
+/// generation is still the one the write made.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Retire {
+pub struct NotLive {
     pub services: Vec<String>,
     pub color_label: String,
     pub color: String,
+    pub undo: Value,
 }
 
 /// Where a check goes: the API server's proxy path of a Service or a pod.

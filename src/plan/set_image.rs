@@ -2,7 +2,7 @@
 //! when the app has one), sized like the live slot, then a wait until it is rolled out.
 
 use super::checks::{check_not_live, live_color, refuse_partial, require_two_slots, slot_by_color};
-use super::steps::{copy_as_slot, live_replicas};
+use super::steps::{copy_as_slot, live_replicas, not_live_guard};
 use super::{Action, Plan, Step};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role};
@@ -131,6 +131,29 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
                 "metadata": {"resourceVersion": preview.resource_version},
                 "spec": {"replicas": replicas, "template": {"spec": template_spec}},
             });
+            // What the patch changes, as it was: the undo if a Service turns to the slot
+            // while the write is on its way.
+            let before = |list: &str, new: &[Value]| -> Vec<Value> {
+                new.iter()
+                    .filter_map(|n| {
+                        pod[list]
+                            .as_array()?
+                            .iter()
+                            .find(|c| c["name"] == n["name"])
+                    })
+                    .map(|c| json!({"name": c["name"], "image": c["image"]}))
+                    .collect()
+            };
+            let mut undo_spec = json!({});
+            if !containers.is_empty() {
+                undo_spec["containers"] = json!(before("containers", &containers));
+            }
+            if !inits.is_empty() {
+                undo_spec["initContainers"] = json!(before("initContainers", &inits));
+            }
+            let undo = json!({
+                "spec": {"replicas": preview.desired, "template": {"spec": undo_spec}},
+            });
             plan.from = Some(preview.color.clone());
             plan.to = Some(preview.color.clone());
             plan.steps.push(Step::PatchDeployment {
@@ -140,6 +163,7 @@ pub fn set_image(app: &App, snap: &Snapshot, req: &SetImageRequest) -> Result<Pl
                     "new image(s) on the preview slot {}, {replicas} replica(s) like the live slot",
                     preview.color
                 ),
+                not_live: Some(not_live_guard(app, preview, undo)),
             });
             if req.wait {
                 plan.steps.push(Step::WaitRolledOut {

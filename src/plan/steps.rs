@@ -1,7 +1,7 @@
 //! The step builders every planner shares: guarded Service and Deployment patches, the
 //! state annotations of a switch, Events, delays, and copies of a Deployment as a slot.
 
-use super::{Action, Actor, CheckSpec, HISTORY_LIMIT, ProxyTarget, Retire, Step};
+use super::{Action, Actor, CheckSpec, HISTORY_LIMIT, NotLive, ProxyTarget, Step};
 use crate::error::{Error, Result};
 use crate::model::{self, App, HistoryEntry, ServicePort, Slot};
 use serde_json::{Value, json};
@@ -39,22 +39,32 @@ pub(super) fn scale_step(slot: &Slot, replicas: i32, why: &str) -> Step {
             {"op": "replace", "path": "/spec/replicas", "value": replicas},
         ]),
         why: why.to_string(),
-        retire: None,
+        not_live: None,
     }
 }
 
-/// A slot scaled to 0, guarded by its generation and by a fresh look at the app's
-/// Services right before the write (none may select it).
+/// A slot scaled to 0, guarded by its generation and by fresh looks at the app's
+/// Services right before and after the write (none may select it; else it is scaled back).
 pub(super) fn retire_step(app: &App, slot: &Slot, why: &str) -> Step {
     let mut step = scale_step(slot, 0, why);
-    if let Step::ScaleDeployment { retire, .. } = &mut step {
-        *retire = Some(Retire {
-            services: active_service_names(app),
-            color_label: app.color_label.clone(),
-            color: slot.color.clone(),
-        });
+    if let Step::ScaleDeployment { not_live, .. } = &mut step {
+        *not_live = Some(not_live_guard(
+            app,
+            slot,
+            json!({"spec": {"replicas": slot.desired}}),
+        ));
     }
     step
+}
+
+/// Rule 2 at the moment of a write to `slot`: what to read again and what undoes it.
+pub(super) fn not_live_guard(app: &App, slot: &Slot, undo: Value) -> NotLive {
+    NotLive {
+        services: active_service_names(app),
+        color_label: app.color_label.clone(),
+        color: slot.color.clone(),
+        undo,
+    }
 }
 
 /// The state annotations after a switch from `from` to `to`.

@@ -434,3 +434,104 @@ async fn abort_before_a_promote_is_rerunnable_after_a_kill() {
         );
     }
 }
+
+/// Waits until the plugin's request log shows `method` on a path ending in `suffix`,
+/// answered after the request the log shows first for `after` (a path fragment).
+async fn until_answered(world: &World, after: &str, method: &str, suffix: &str) {
+    for _ in 0..4000 {
+        let log = world.sim.cluster().request_log();
+        if let Some(start) = log.iter().position(|e| e.path.contains(after))
+            && log[start + 1..]
+                .iter()
+                .any(|e| e.method == method && e.path.ends_with(suffix))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("{method} …{suffix} after {after} never answered");
+}
+
+/// Green rolled out on 1.5.0 and idle, every request 300 ms slow: room for another
+/// operator to act between two of set-image's requests.
+async fn slow_app_with_a_ready_preview() -> World {
+    let world = World::new(&[CONTRACT]).await;
+    timing(&world, Duration::from_millis(100));
+    ok(&world.plugin(&["set-image", "shop", V15]).await);
+    assert_eq!(replicas(&world, "shop-green"), 3);
+    let c = world.sim.cluster();
+    c.set_timing(Timing {
+        latency: Duration::from_millis(300),
+        ..c.timing()
+    });
+    c.clear_request_log();
+    world
+}
+
+const V16: &str = "web=registry.example.com/shop/web:1.6.0";
+
+/// 9. Another operator switches traffic to the preview slot after set-image observed the
+///    app but before it writes: the fresh look at the Services right before the write
+///    sees it, and the slot, live now, is never written (rule 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_just_before_set_images_write_stops_it_unwritten() {
+    let world = slow_app_with_a_ready_preview().await;
+    let run = spawn(&world, &["set-image", "shop", V16]);
+    // The observation under the Lease has read the Deployments: the plan is made.
+    until_answered(&world, "/leases/", "GET", "/deployments").await;
+    set_selector(&world, "shop", "green");
+    let out = finish(run).await;
+    code(&out, 5);
+    assert!(
+        out.stderr.contains(
+            "Service shop was switched to green by bluegreen-sim meanwhile: deployment shop-green serves traffic, so it is not re-imaged"
+        ),
+        "{out:?}"
+    );
+    assert!(deployment_writes(&world).is_empty(), "{out:?}");
+    assert_eq!(
+        crate::write::image(&world, "shop-green"),
+        "registry.example.com/shop/web:1.5.0"
+    );
+}
+
+/// 10. The switch lands while set-image's write is on its way (after its last look at
+///     the Services, before the write reaches the API server: a window no client closes
+///     without a transaction). The look right after the write sees it, the write is
+///     undone at once, guarded by the version it made, and the command says so (exit 5):
+///     the live slot ends as the operator switched to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_while_set_images_write_is_on_its_way_is_met_by_an_undo() {
+    let world = slow_app_with_a_ready_preview().await;
+    let before = world
+        .sim
+        .get("deployments", "default", "shop-green")
+        .unwrap();
+    let run = spawn(&world, &["set-image", "shop", V16]);
+    // The look right before the write has been answered; the write is in flight.
+    until_answered(&world, "/leases/", "GET", "/services/shop").await;
+    set_selector(&world, "shop", "green");
+    let out = finish(run).await;
+    code(&out, 5);
+    assert!(
+        out.stderr.contains(
+            "Service shop was switched to green by bluegreen-sim while deployment shop-green was being written: the write is undone, the slot is as it was"
+        ),
+        "{out:?}"
+    );
+    assert_eq!(
+        deployment_writes(&world),
+        [
+            "PATCH /apis/apps/v1/namespaces/default/deployments/shop-green",
+            "PATCH /apis/apps/v1/namespaces/default/deployments/shop-green"
+        ],
+        "the write, then its undo"
+    );
+    let after = world
+        .sim
+        .get("deployments", "default", "shop-green")
+        .unwrap();
+    assert_eq!(after["spec"]["template"], before["spec"]["template"]);
+    assert_eq!(after["spec"]["replicas"], before["spec"]["replicas"]);
+    assert_eq!(selector_color(&world, "shop", COLOR), "green");
+}
