@@ -15,15 +15,16 @@ use k8s_openapi::api::autoscaling::v2::{
     HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, HorizontalPodAutoscalerStatus,
 };
 use k8s_openapi::api::core::v1::{
-    Container, ContainerStatus, Pod, PodSpec, PodStatus, PodTemplateSpec, Service,
+    Container, ContainerStatus, Pod, PodSpec, PodStatus, PodTemplateSpec, Service, ServiceSpec,
+    ServiceStatus,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ObjectMeta, OwnerReference, Time,
+    FieldsV1, LabelSelector, ManagedFieldsEntry, ObjectMeta, OwnerReference, Time,
 };
 use kube::api::{Api, ListParams};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use std::collections::BTreeMap;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -36,21 +37,13 @@ pub trait Slim: Sized {
     fn trim_full(&mut self) {}
 }
 
-#[derive(Deserialize)]
-struct WireList<T> {
-    #[serde(default)]
-    metadata: WireListMeta,
-    #[serde(default = "Vec::new")]
-    items: Vec<T>,
-}
-
 #[derive(Deserialize, Default)]
 struct WireListMeta {
     #[serde(rename = "continue")]
     continue_: Option<String>,
 }
 
-/// One page of a list, decoded slim: the objects and the continue token.
+/// One page of a list, decoded slim as it arrives: the objects and the continue token.
 pub async fn list<K>(
     client: &kube::Client,
     api: &Api<K>,
@@ -62,16 +55,20 @@ where
     let request = kube::core::Request::new(api.resource_url())
         .list(params)
         .map_err(kube::Error::BuildRequest)?;
-    let page: WireList<K::Wire> = client.request(request).await?;
+    let body = client.request_stream(request).await?;
+    let (items, meta) = super::stream::decode::<K::Wire, WireListMeta>(body).await?;
     Ok((
-        page.items.into_iter().map(K::from_wire).collect(),
-        page.metadata.continue_,
+        items.into_iter().map(K::from_wire).collect(),
+        meta.and_then(|m| m.continue_),
     ))
 }
 
+/// Object metadata as the model reads it; `M` is what is kept of `managedFields`
+/// (nothing by default: serde skips it without allocating).
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-pub struct Meta {
+pub struct Meta<M = IgnoredAny> {
+    managed_fields: Option<M>,
     name: Option<String>,
     namespace: Option<String>,
     uid: Option<String>,
@@ -84,8 +81,8 @@ pub struct Meta {
     owner_references: Option<Vec<OwnerReference>>,
 }
 
-impl From<Meta> for ObjectMeta {
-    fn from(m: Meta) -> ObjectMeta {
+impl<M> From<Meta<M>> for ObjectMeta {
+    fn from(m: Meta<M>) -> ObjectMeta {
         ObjectMeta {
             name: m.name,
             namespace: m.namespace,
@@ -331,12 +328,71 @@ impl Slim for HorizontalPodAutoscaler {
     }
 }
 
-/// Services stay whole: the model reads their managedFields (who last wrote the
-/// selector), and a namespace holds few of them next to its pods and ReplicaSets.
+/// A `managedFields` entry as the model reads it: who wrote, when, and whether the write
+/// owns part of `spec.selector` (the rest of `fieldsV1` is skipped).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WireManagedField {
+    manager: Option<String>,
+    operation: Option<String>,
+    time: Option<Time>,
+    fields_v1: Option<WireFields>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct WireFields {
+    #[serde(rename = "f:spec")]
+    spec: Option<WireSpecFields>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct WireSpecFields {
+    #[serde(rename = "f:selector")]
+    selector: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct WireService {
+    metadata: Meta<Vec<WireManagedField>>,
+    spec: Option<ServiceSpec>,
+    status: Option<ServiceStatus>,
+}
+
+/// Services keep their `managedFields` managers and times (the model names who last
+/// wrote the selector, and finds GitOps tools among the managers); of each entry's
+/// fields, only whether it owns the selector.
 impl Slim for Service {
-    type Wire = Service;
-    fn from_wire(w: Service) -> Service {
-        w
+    type Wire = WireService;
+    fn from_wire(w: WireService) -> Service {
+        let mut meta = w.metadata;
+        let managed = meta
+            .managed_fields
+            .take()
+            .map(|entries| entries.into_iter().map(ManagedFieldsEntry::from).collect());
+        let mut metadata: ObjectMeta = meta.into();
+        metadata.managed_fields = managed;
+        Service {
+            metadata,
+            spec: w.spec,
+            status: w.status,
+        }
+    }
+}
+
+impl From<WireManagedField> for ManagedFieldsEntry {
+    fn from(m: WireManagedField) -> ManagedFieldsEntry {
+        let owns_selector = m.fields_v1.and_then(|f| f.spec?.selector).is_some();
+        ManagedFieldsEntry {
+            manager: m.manager,
+            operation: m.operation,
+            time: m.time,
+            fields_v1: owns_selector
+                .then(|| FieldsV1(serde_json::json!({"f:spec": {"f:selector": {}}}))),
+            ..ManagedFieldsEntry::default()
+        }
     }
 }
 

@@ -164,11 +164,33 @@ async fn slim_whole_and_app_reads_build_the_same_apps() {
             world.sim.apply_yaml("default", hpa).unwrap();
             world.sim.wait_converged("default").await.unwrap();
         }
+        if i == steps.len() - 1 {
+            // Another manager on the Service (slim Services keep managers, not fields).
+            use k8s_openapi::api::core::v1::Service;
+            use kube::api::{Api, Patch, PatchParams};
+            let api: Api<Service> = Api::namespaced(client.clone(), "default");
+            let labels = serde_json::json!({"metadata": {"labels": {"team": "web"}}});
+            api.patch(
+                "shop",
+                &PatchParams::apply("argocd-controller"),
+                &Patch::Merge(labels),
+            )
+            .await
+            .unwrap();
+        }
         // Nothing moves between the reads compared (a reconcile under way finishes).
         world.sim.cluster().set_controllers_paused(true);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let apps = model::build(&whole.snapshot(&scope).await.unwrap());
         assert!(apps.len() >= 2, "{apps:#?}");
+        if i == steps.len() - 1 {
+            let shop = apps.iter().find(|a| a.name == "shop").unwrap();
+            assert_eq!(shop.owner.as_ref().map(|o| o.tool), Some("ArgoCD"));
+            assert_eq!(
+                shop.services[0].selector_manager.as_deref(),
+                Some("kubectl-bluegreen")
+            );
+        }
         assert_eq!(
             model::build(&slim.snapshot(&scope).await.unwrap()),
             apps,
