@@ -29,7 +29,10 @@ fn main() -> ExitCode {
                     "cannot start the async runtime: {e}"
                 ))
             })?;
-        runtime.block_on(run(request))
+        let outcome = runtime.block_on(run(request));
+        // The command is done: do not wait on the idle connections' tasks to wind down.
+        runtime.shutdown_background();
+        outcome
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
