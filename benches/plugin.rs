@@ -117,8 +117,9 @@ async fn settle(sim: &Sim) {
     sim.cluster().set_controllers_paused(true);
 }
 
-/// Response bytes the API server sent for each command of one release cycle.
-async fn write_cycle_bytes(ctx: &Ctx, version: &str) -> Vec<(String, u64)> {
+/// Response bytes the API server sent for each command of one release cycle: all of
+/// them, and those outside watch streams.
+async fn write_cycle_bytes(ctx: &Ctx, version: &str) -> Vec<(String, (u64, u64))> {
     let image = format!("web=registry.example.com/shop/web:{version}");
     let cycle: [&[&str]; 4] = [
         &["set-image", "shop", &image],
@@ -141,22 +142,28 @@ async fn write_cycle_bytes(ctx: &Ctx, version: &str) -> Vec<(String, u64)> {
         .await
         .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        out.push((args[0].to_string(), ctx.sim.cluster().bytes_served()));
+        let c = ctx.sim.cluster();
+        let all = c.bytes_served();
+        out.push((args[0].to_string(), (all, all - c.watch_bytes_served())));
     }
     out
 }
 
-/// Per command, the median of the bytes over three release cycles.
-async fn median_cycle_bytes(ctx: &Ctx) -> Vec<(String, u64)> {
+/// Per command, the medians of the bytes (all, and outside watches) over three cycles.
+async fn median_cycle_bytes(ctx: &Ctx) -> Vec<(String, (u64, u64))> {
     let mut cycles = Vec::new();
     for version in ["1.5.1", "1.5.2", "1.5.3"] {
         cycles.push(write_cycle_bytes(ctx, version).await);
     }
+    let median = |mut b: Vec<u64>| {
+        b.sort_unstable();
+        b[1]
+    };
     (0..cycles[0].len())
         .map(|i| {
-            let mut b: Vec<u64> = cycles.iter().map(|c| c[i].1).collect();
-            b.sort_unstable();
-            (cycles[0][i].0.clone(), b[1])
+            let all = median(cycles.iter().map(|c| c[i].1.0).collect());
+            let reads = median(cycles.iter().map(|c| c[i].1.1).collect());
+            (cycles[0][i].0.clone(), (all, reads))
         })
         .collect()
 }
@@ -317,11 +324,12 @@ async fn main() {
             crowded.as_secs_f64() / alone.as_secs_f64()
         ),
     ));
-    for ((verb, a), (_, c)) in alone_bytes.iter().zip(&crowded_bytes) {
+    let change = |a: u64, c: u64| format!("{:+.1} %", (c as f64 / a as f64 - 1.0) * 100.0);
+    for ((verb, (a, ar)), (_, (c, cr))) in alone_bytes.iter().zip(&crowded_bytes) {
         rows.push((
-            format!("bytes received by `{verb}`, alone vs beside the 500"),
-            format!("{a} vs {c}"),
-            format!("{:+.1} %", (*c as f64 / *a as f64 - 1.0) * 100.0),
+            format!("bytes received by `{verb}`, alone vs beside the 500: all / outside watches"),
+            format!("{a} vs {c} / {ar} vs {cr}"),
+            format!("{} / {}", change(*a, *c), change(*ar, *cr)),
         ));
     }
 

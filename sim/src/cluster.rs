@@ -215,6 +215,8 @@ pub struct Cluster {
     request_seq: std::sync::atomic::AtomicU64,
     /// Response body bytes sent to clients (watch streams as they flow).
     bytes_served: std::sync::atomic::AtomicU64,
+    /// Of those, the bytes of watch streams.
+    watch_bytes_served: std::sync::atomic::AtomicU64,
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
@@ -245,6 +247,7 @@ impl Cluster {
             next_node_port: AtomicU32::new(30080),
             request_seq: std::sync::atomic::AtomicU64::new(0),
             bytes_served: std::sync::atomic::AtomicU64::new(0),
+            watch_bytes_served: std::sync::atomic::AtomicU64::new(0),
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
             pod_servers: RwLock::new(Default::default()),
@@ -469,6 +472,7 @@ impl Cluster {
     pub fn clear_request_log(&self) {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.bytes_served.store(0, Ordering::SeqCst);
+        self.watch_bytes_served.store(0, Ordering::SeqCst);
     }
 
     /// Response body bytes sent since the log was last cleared: what clients received
@@ -477,8 +481,18 @@ impl Cluster {
         self.bytes_served.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn count_served(&self, n: usize) {
+    /// Of [`Cluster::bytes_served`], those of watch streams: how many events a watch sees
+    /// depends on how long it stays open, not only on what it selects.
+    pub fn watch_bytes_served(&self) -> u64 {
+        self.watch_bytes_served.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn count_served(&self, n: usize, watch: bool) {
         self.bytes_served.fetch_add(n as u64, Ordering::Relaxed);
+        if watch {
+            self.watch_bytes_served
+                .fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 
     /// Service ClusterIPs from 10.96.0.0/12, like a default kubeadm cluster.

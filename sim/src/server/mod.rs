@@ -44,11 +44,15 @@ pub async fn handle(
     audit.complete(c, &request, response.status().as_u16());
     // Count the body as it is sent (a watch's events long after this returns).
     let counter = ctx.cluster.clone();
+    let watch = request
+        .query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
     Ok(response.map(|body| {
         use http_body_util::BodyExt;
         body.map_frame(move |frame| {
             if let Some(data) = frame.data_ref() {
-                counter.count_served(data.len());
+                counter.count_served(data.len(), watch);
             }
             frame
         })
