@@ -209,6 +209,21 @@ impl Store {
             .map(|v| Value::clone(v))
     }
 
+    /// What `f` reads of one object, without copying it.
+    pub fn peek<R>(
+        &self,
+        storage: &str,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&Value) -> R,
+    ) -> Option<R> {
+        self.lock()
+            .objects
+            .get(storage)
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .map(|v| f(v))
+    }
+
     /// Every object of a storage, optionally in one namespace, sorted by (namespace, name).
     pub fn list(&self, storage: &str, ns: Option<&str>) -> (Vec<Value>, u64) {
         self.list_where(storage, ns, None, |_| true)

@@ -6,13 +6,14 @@
 //! last made progress.
 
 use super::events::record_event;
-use super::shared::{OwnerIndex, condition, fnv32a, int, owner_ref};
+use super::shared::{OwnerIndex, condition, fnv32a, inputs_hasher, int, owner_ref};
 use crate::cluster::Cluster;
 use crate::ops::{self, DeleteOpts, Sub, WriteOpts};
 use crate::resources::{self, find};
 use crate::store::{name_of, now_rfc3339, ns_of, rv_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use tokio::time::Instant;
 
 const HASH_LABEL: &str = "pod-template-hash";
@@ -234,6 +235,8 @@ pub(super) fn reconcile(
     let mut all: Vec<Value> = rs_index.owned(c, "replicasets", &uid, &[]);
     all.sort_by_key(revision_of);
 
+    // A failed create is retried after a back-off, as upstream requeues a failed sync.
+    let mut retry = None;
     let (new_rs, created_new) = if paused {
         (find_new_replicaset(d, &all).cloned(), false)
     } else {
@@ -241,6 +244,10 @@ pub(super) fn reconcile(
             NewReplicaSet::Requeue => return Some(now),
             NewReplicaSet::Found(rs) => (rs, false),
             NewReplicaSet::Created(rs) => (Some(rs), true),
+            NewReplicaSet::Failed => {
+                retry = Some(now + RETRY_AFTER);
+                (None, false)
+            }
         }
     };
 
@@ -306,7 +313,25 @@ pub(super) fn reconcile(
         );
         let _ = c.store.update("deployments", next, rv_of(d));
     }
-    wake
+    super::shared::earliest(wake, retry)
+}
+
+/// How long a controller waits before it retries a failed create.
+pub(super) const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// What a Deployment's sync reads: itself, its ReplicaSets and their pods (by
+/// resourceVersion). The work queue syncs it again when this changes.
+pub(super) fn inputs(d: &Value, rs_index: &OwnerIndex, pod_index: &OwnerIndex) -> u64 {
+    let mut h = inputs_hasher();
+    rv_of(d).hash(&mut h);
+    let uid = uid_of(d);
+    rs_index.hash_owned(uid, &mut h);
+    let mut rs_uids: Vec<&str> = rs_index.uids(uid).collect();
+    rs_uids.sort_unstable();
+    for rs in rs_uids {
+        pod_index.hash_owned(rs, &mut h);
+    }
+    h.finish()
 }
 
 /// The ReplicaSet whose template is the Deployment's (ignoring the hash label).
@@ -317,8 +342,10 @@ fn find_new_replicaset<'a>(d: &Value, all: &'a [Value]) -> Option<&'a Value> {
 }
 
 enum NewReplicaSet {
-    /// The current template's ReplicaSet, if there is one (None: creating it failed).
+    /// The current template's ReplicaSet, if there is one (None: paused before any).
     Found(Option<Value>),
+    /// Creating it failed: look again after a back-off.
+    Failed,
     /// Created in this pass (and added to `all`).
     Created(Value),
     /// A rollback re-ordered revisions: look again in the next pass.
@@ -352,7 +379,7 @@ fn ensure_new_replicaset(
                     all.push(rs.clone());
                     NewReplicaSet::Created(rs)
                 }
-                Err(_) => NewReplicaSet::Found(None),
+                Err(_) => NewReplicaSet::Failed,
             }
         }
         Some(rs) if revision_of(rs) < max_revision => {

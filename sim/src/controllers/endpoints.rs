@@ -11,7 +11,7 @@ use crate::resources::find;
 use crate::selector::LabelSelector;
 use crate::store::{name_of, ns_of, uid_of};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::time::Instant;
 
 /// A Service's (namespace, name).
@@ -31,25 +31,26 @@ pub(super) struct EndpointState {
 /// returns when the next queued publication is due.
 pub(super) fn reconcile(c: &Cluster, state: &mut EndpointState, now: Instant) -> Option<Instant> {
     let delay = c.timing().endpoint_delay;
-    let mut pods_by_ns: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for p in c.store.list("pods", None).0 {
-        pods_by_ns.entry(ns_of(&p).to_string()).or_default().push(p);
-    }
     let mut next = None;
     let mut seen = HashSet::new();
-    for svc in c.store.list("services", None).0 {
-        if svc["spec"]["selector"]
+    for svc in c.store.list_shared("services") {
+        let Some((k, v)) = svc["spec"]["selector"]
             .as_object()
-            .is_none_or(|m| m.is_empty())
-        {
+            .and_then(|m| m.iter().next())
+        else {
             continue;
-        }
+        };
         let key = (ns_of(&svc).to_string(), name_of(&svc).to_string());
         seen.insert(key.clone());
-        let desired = desired_endpoints(
-            &svc,
-            pods_by_ns.get(&key.0).map(Vec::as_slice).unwrap_or(&[]),
-        );
+        // Only pods carrying one of the selector's labels can match (the label index,
+        // as upstream's pod lister by selector): a Service costs its pods, not the
+        // namespace's.
+        let pair = [(k.clone(), v.as_str().unwrap_or_default().to_string())];
+        let candidates = c
+            .store
+            .list_where("pods", Some(&key.0), Some(&pair), |_| true)
+            .0;
+        let desired = desired_endpoints(&svc, &candidates);
         if state.last.get(&key) != Some(&desired) {
             state.last.insert(key.clone(), desired.clone());
             state
@@ -82,7 +83,7 @@ fn publish_due(
     let next = queue.front().map(|(at, _)| *at);
     if let Some(d) = due {
         publish(c, svc, &d);
-    } else if queue.is_empty() && c.store.get("endpoints", &key.0, &key.1).is_none() {
+    } else if queue.is_empty() && c.store.peek("endpoints", &key.0, &key.1, |_| ()).is_none() {
         let d = state
             .last
             .get(key)

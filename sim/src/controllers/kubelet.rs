@@ -9,12 +9,14 @@
 //! `lastState.terminated` tells the crash). Any other image becomes Ready after
 //! `pod_ready_after`.
 
-use super::shared::{earliest, fnv32a, terminating};
+use super::shared::{earliest, fnv32a, inputs_hasher, terminating};
 use crate::cluster::{Cluster, Timing};
 use crate::images::{self, Behaviour};
-use crate::store::{name_of, now_rfc3339, ns_of, uid_of};
+use crate::store::{name_of, now_rfc3339, ns_of, rv_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::Duration;
 use tokio::time::Instant;
 
 const NODE: &str = "sim-node-1";
@@ -39,8 +41,16 @@ impl KubeletState {
     }
 }
 
-/// Reconciles one pod; returns when it next needs a look (Ready due, grace period over,
-/// minReadySeconds reached).
+/// What a pod's sync reads: the pod (by resourceVersion) and the timing knobs.
+pub(super) fn inputs(p: &Value, timing: &Timing) -> u64 {
+    let mut h = inputs_hasher();
+    rv_of(p).hash(&mut h);
+    (timing.pod_ready_after, timing.pod_termination).hash(&mut h);
+    h.finish()
+}
+
+/// Reconciles one pod; returns when it next needs a look (Ready due, a `failafter`
+/// container's next change, grace period over).
 pub(super) fn reconcile(
     c: &Cluster,
     state: &mut KubeletState,
@@ -149,16 +159,6 @@ fn run(
     if !time_ready {
         wake = earliest(wake, Some(ready_due));
     }
-    // minReadySeconds: wake the ReplicaSet controller when the pod becomes available.
-    if let Some(since) = state.ready_since.get(&uid)
-        && let Some(rs_min) = min_ready_seconds_of_owner(c, p)
-        && rs_min > 0
-    {
-        let at = *since + std::time::Duration::from_secs(rs_min as u64);
-        if at > now {
-            wake = earliest(wake, Some(at));
-        }
-    }
     wake
 }
 
@@ -218,9 +218,19 @@ fn container_statuses(p: &Value, clock: &PodClock) -> ContainerStatuses {
         let behaviour = Behaviour::of(image);
         // Once one container failed to pull, later ones report no imageID either.
         out.any_pull_fail |= matches!(behaviour, Behaviour::PullFail);
-        if let Behaviour::FailAfter(after) = behaviour {
-            out.wake = earliest(out.wake, Some(next_change(clock, after)));
-        }
+        // Statuses that change with time alone ask to be looked at again then.
+        let up_for = clock.now.duration_since(clock.started).as_secs();
+        let changes_at = match behaviour {
+            Behaviour::FailAfter(after) => Some(next_change(clock, after)),
+            // The restart count grows every 10 s.
+            Behaviour::CrashLoop => {
+                Some(clock.started + Duration::from_secs((up_for / 10 + 1) * 10))
+            }
+            // ErrImagePull turns ImagePullBackOff after 1 s.
+            Behaviour::PullFail if up_for < 1 => Some(clock.started + Duration::from_secs(1)),
+            _ => None,
+        };
+        out.wake = earliest(out.wake, changes_at);
         let cs = container_status(p, ctr, old, &behaviour, out.any_pull_fail, clock);
         if cs["ready"] != true {
             out.all_ready = false;
@@ -391,17 +401,6 @@ fn pod_conditions(p: &Value, containers: &ContainerStatuses, st_now: &str) -> Va
     };
     let ptsc = json!({"type": "PodReadyToStartContainers", "status": sandbox, "lastProbeTime": null, "lastTransitionTime": keep_time("PodReadyToStartContainers", sandbox)});
     json!([ptsc, initialized, ready_c, cready_c, scheduled])
-}
-
-fn min_ready_seconds_of_owner(c: &Cluster, p: &Value) -> Option<i64> {
-    let owner = p["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["kind"] == "ReplicaSet")?;
-    let rs = c
-        .store
-        .get("replicasets", ns_of(p), owner["name"].as_str()?)?;
-    rs["spec"]["minReadySeconds"].as_i64()
 }
 
 fn set_pod_ready(p: &mut Value, ready: bool, reason: &str) {

@@ -5,7 +5,10 @@
 //! Each controller is a reconcile function over the store that writes through
 //! `ops`/`Store` with resourceVersion guards, as upstream controllers do; what a
 //! controller remembers between passes (upstream: informer caches, kubelet memory) is its
-//! own state struct, gathered in [`ControllerState`].
+//! own state struct, gathered in [`ControllerState`]. As upstream's work queues, a pass
+//! syncs only the objects whose inputs changed since their last sync or whose requeue
+//! time came (`shared::WorkQueue`), so a rollout's pace does not depend on how much else
+//! the store holds.
 
 mod autoscaler;
 mod conditions;
@@ -25,15 +28,20 @@ pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 pub use events::record_event;
 
 use crate::cluster::Cluster;
+use crate::store::uid_of;
 use crate::traffic::TrafficPlane;
-use shared::{OwnerIndex, earliest};
+use shared::{OwnerIndex, WorkQueue, earliest};
 use std::sync::Arc;
 use tokio::time::Instant;
 
 /// What the controllers remember between passes, one part per controller.
 #[derive(Default)]
 pub struct ControllerState {
+    gc: gc::GcState,
     deployments: deployment::DeploymentState,
+    deployment_queue: WorkQueue,
+    replicaset_queue: WorkQueue,
+    kubelet_queue: WorkQueue,
     kubelet: kubelet::KubeletState,
     endpoints: endpoints::EndpointState,
 }
@@ -86,24 +94,37 @@ pub fn reconcile_until_stable(c: &Cluster, state: &mut ControllerState) -> Optio
 /// ReplicaSets, the kubelet, endpoints, autoscalers, disruption budgets. Returns the earliest timer any of them set.
 pub fn reconcile_once(c: &Cluster, state: &mut ControllerState) -> Option<Instant> {
     let now = Instant::now();
-    gc::garbage_collect(c);
+    gc::garbage_collect(c, &mut state.gc);
     let mut next = None;
     let rs_index = OwnerIndex::build(c, "replicasets");
     let pod_index = OwnerIndex::build(c, "pods");
     for d in c.store.list_shared("deployments") {
-        next = earliest(
-            next,
-            deployment::reconcile(c, &mut state.deployments, &d, now, &rs_index, &pod_index),
-        );
+        let inputs = deployment::inputs(&d, &rs_index, &pod_index);
+        let wake = state.deployment_queue.sync(uid_of(&d), inputs, now, || {
+            deployment::reconcile(c, &mut state.deployments, &d, now, &rs_index, &pod_index)
+        });
+        next = earliest(next, wake);
     }
+    state.deployment_queue.end_pass();
     // The Deployment controller may have scaled ReplicaSets: pods are re-indexed.
     let pod_index = OwnerIndex::build(c, "pods");
     for rs in c.store.list_shared("replicasets") {
-        replicaset::reconcile(c, &state.kubelet, &rs, now, &pod_index);
+        let inputs = replicaset::inputs(&rs, &pod_index);
+        let wake = state.replicaset_queue.sync(uid_of(&rs), inputs, now, || {
+            replicaset::reconcile(c, &state.kubelet, &rs, now, &pod_index)
+        });
+        next = earliest(next, wake);
     }
+    state.replicaset_queue.end_pass();
+    let timing = c.timing();
     for p in c.store.list_shared("pods") {
-        next = earliest(next, kubelet::reconcile(c, &mut state.kubelet, &p, now));
+        let inputs = kubelet::inputs(&p, &timing);
+        let wake = state.kubelet_queue.sync(uid_of(&p), inputs, now, || {
+            kubelet::reconcile(c, &mut state.kubelet, &p, now)
+        });
+        next = earliest(next, wake);
     }
+    state.kubelet_queue.end_pass();
     next = earliest(next, endpoints::reconcile(c, &mut state.endpoints, now));
     for hpa in c.store.list("horizontalpodautoscalers", None).0 {
         autoscaler::reconcile(c, &hpa);

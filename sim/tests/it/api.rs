@@ -615,6 +615,58 @@ async fn delete_cascades_through_owner_references() {
     );
 }
 
+/// The garbage collector looks only at what changed since its last pass: a dependent
+/// created with a missing owner (or an owner of another uid) goes, one with a live owner
+/// stays, and once the history no longer reaches its last pass it sweeps everything.
+#[tokio::test]
+async fn dependents_of_missing_owners_are_collected_also_after_compaction() {
+    let (sim, _client) = start().await;
+    sim.apply_yaml(
+        "default",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}",
+    )
+    .unwrap();
+    let svc_uid = sim.get("services", "default", "web").unwrap()["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pod = |name: &str, kind: &str, owner: &str, uid: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  ownerReferences: [{{apiVersion: v1, kind: {kind}, name: {owner}, uid: {uid}, controller: true}}]\nspec: {{containers: [{{name: c, image: c:1}}]}}\n"
+        )
+    };
+    let live = |s: &Sim, n: &str| s.get("pods", "default", n).is_some();
+    sim.apply_yaml("default", &pod("kept", "Service", "web", &svc_uid))
+        .unwrap();
+    sim.apply_yaml(
+        "default",
+        &pod("ghost", "ReplicaSet", "gone", "no-such-uid"),
+    )
+    .unwrap();
+    sim.apply_yaml("default", &pod("stale", "Service", "web", "an-older-uid"))
+        .unwrap();
+    sim.wait_for("orphans collected", Duration::from_secs(10), |s| {
+        !live(s, "ghost") && !live(s, "stale")
+    })
+    .await
+    .unwrap();
+    sim.wait_converged("default").await.unwrap();
+    assert!(live(&sim, "kept"), "a pod with a live owner stays");
+
+    // Created while the controllers are held, then the history compacted away.
+    sim.cluster().set_controllers_paused(true);
+    // A pass under way when the hold came finishes first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sim.apply_yaml("default", &pod("late", "ReplicaSet", "gone", "no-such-uid"))
+        .unwrap();
+    sim.cluster().store.compact();
+    sim.cluster().set_controllers_paused(false);
+    sim.wait_for("swept", Duration::from_secs(10), |s| !live(s, "late"))
+        .await
+        .unwrap();
+    assert!(live(&sim, "kept"));
+}
+
 #[tokio::test]
 async fn unauthenticated_requests_get_401() {
     let (sim, _client) = start().await;
