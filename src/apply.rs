@@ -806,6 +806,7 @@ impl Applier<'_> {
                 deployment,
                 color,
                 color_label,
+                hold_secs,
             } => {
                 if dry {
                     self.record(step, "skipped in a dry run", None);
@@ -819,6 +820,7 @@ impl Applier<'_> {
                         svcs,
                         deployment,
                         color,
+                        Duration::from_secs(*hold_secs),
                         self.timeout,
                         self.progress,
                     ) => r?,

@@ -137,7 +137,16 @@ pub async fn rolled_out(
         rollout_failure(&d, &p_reader.state())
             .map(|f| Err(Error::Precondition(Reason::PreviewCannotStart, f)))
     };
-    let waited = until(events, &d_reader, &p_reader, check, timeout, server).await;
+    let waited = until(
+        events,
+        &d_reader,
+        &p_reader,
+        check,
+        Duration::ZERO,
+        timeout,
+        server,
+    )
+    .await;
     match waited {
         Some(r) => r,
         None => Err(Error::Timeout(format!(
@@ -182,6 +191,7 @@ async fn until<S, A, B>(
     a: &Store<A>,
     b: &Store<B>,
     mut check: impl FnMut() -> Option<Result<()>>,
+    hold: Duration,
     timeout: Duration,
     server: &str,
 ) -> Option<Result<()>>
@@ -205,10 +215,23 @@ where
                 "lost the connection to the server {server} while waiting: {why}"
             ))))
         };
+        // With a hold, success counts once `check` has said so without a break for
+        // `hold` (re-checked on every event and when the hold is up).
+        let mut held_since: Option<tokio::time::Instant> = None;
         loop {
-            if is_ready && let Some(r) = check() {
-                return Some(r);
+            if is_ready {
+                match check() {
+                    Some(Ok(())) if !hold.is_zero() => {
+                        let since = *held_since.get_or_insert_with(tokio::time::Instant::now);
+                        if since.elapsed() >= hold {
+                            return Some(Ok(()));
+                        }
+                    }
+                    Some(r) => return Some(r),
+                    None => held_since = None,
+                }
             }
+            let hold_up = held_since.map(|since| since + hold);
             let give_up = failing
                 .as_ref()
                 .map(|(since, _)| *since + LOST_AFTER)
@@ -229,6 +252,7 @@ where
                 _ = tokio::time::sleep_until(give_up), if failing.is_some() => {
                     return lost(failing.as_ref().map(|(_, w)| w.as_str()).unwrap_or(""));
                 }
+                _ = tokio::time::sleep_until(hold_up.unwrap_or(give_up)), if hold_up.is_some() => {}
             }
         }
     };
@@ -270,12 +294,14 @@ fn endpoint_split(
 }
 
 /// Waits until every Service's ready endpoints are pods of `deployment` only, and at
-/// least one (exit 7 on timeout, naming what is still served).
+/// least one, for `hold` without a break (exit 7 on timeout, naming what is still
+/// served).
 pub async fn serving_only(
     at: At<'_>,
     services: &[String],
     deployment: &str,
     color: &str,
+    hold: Duration,
     timeout: Duration,
     progress: &Progress,
 ) -> Result<()> {
@@ -335,7 +361,7 @@ pub async fn serving_only(
         progress.update(&line);
         done.then_some(Ok(()))
     };
-    match until(events, &s_reader, &r_reader, check, timeout, server).await {
+    match until(events, &s_reader, &r_reader, check, hold, timeout, server).await {
         Some(r) => r,
         None => {
             let (_, line) = describe(&s_reader.state(), &slot_rs(&r_reader));

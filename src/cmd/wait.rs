@@ -82,6 +82,7 @@ pub async fn run(
                 &services,
                 &live.deployment,
                 &live.color,
+                std::time::Duration::ZERO,
                 left(),
                 &progress,
             )

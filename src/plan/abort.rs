@@ -9,8 +9,8 @@ use super::checks::{
 };
 use super::promote::settle_secs;
 use super::steps::{
-    active_service_names, event_step, follow_preview, live_replicas, move_hpa, record_step,
-    retire_step, scale_step, settle_step, switch,
+    active_service_names, endpoint_hold_secs, event_step, follow_preview, live_replicas, move_hpa,
+    record_step, retire_step, scale_step, settle_step, switch,
 };
 use super::{Action, Actor, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -89,6 +89,7 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             deployment: back.deployment.clone(),
             color: live.clone(),
             color_label: app.color_label.clone(),
+            hold_secs: endpoint_hold_secs(app),
         });
         // The interrupted run may have died between the switch and its Event.
         let mut event = event_step(

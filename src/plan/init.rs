@@ -190,6 +190,7 @@ pub fn init(
         deployment: live_deployment,
         color: live_color.clone(),
         color_label: key.clone(),
+        hold_secs: 0,
     });
     // The other slot: the one Deployment of another color if there is one (an existing
     // `version: v1|v2` setup is adopted in place), else blue ↔ green.

@@ -128,6 +128,11 @@ pub enum Step {
         color: String,
         /// The Services' color key: a selector changed back meanwhile ends the wait.
         color_label: String,
+        /// How long the endpoints must serve this slot only, without a break, before
+        /// the wait ends: non-zero when a Service's endpoints lagged its selector as
+        /// observed (an endpoint publication computed before the switch may still land).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        hold_secs: u64,
     },
     /// HTTP checks through the API server's Service and pod proxies; any target that
     /// does not answer `spec.status` `spec.successes` times in a row refuses (exit 4).
@@ -228,10 +233,16 @@ impl Step {
                 services,
                 deployment,
                 color,
+                hold_secs,
                 ..
             } => {
+                let held = if *hold_secs > 0 {
+                    format!(" for {hold_secs}s in a row (their endpoints lagged their selectors)")
+                } else {
+                    String::new()
+                };
                 format!(
-                    "wait until {} serve only {color} ({deployment}) pods",
+                    "wait until {} serve only {color} ({deployment}) pods{held}",
                     services
                         .iter()
                         .map(|s| format!("service/{s}"))
@@ -349,4 +360,8 @@ pub struct ProxyTarget {
 pub struct Actor {
     pub user: String,
     pub now: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -8,8 +8,8 @@ use super::checks::{
     where_services_point,
 };
 use super::steps::{
-    active_service_names, check_targets, delay_step, event_step, follow_preview, live_replicas,
-    move_hpa, retire_step, settle_step, switch,
+    active_service_names, check_targets, delay_step, endpoint_hold_secs, event_step,
+    follow_preview, live_replicas, move_hpa, retire_step, settle_step, switch,
 };
 use super::{Action, Actor, CheckSpec, Outcome, Plan, Step};
 use crate::error::{Error, Reason, Result};
@@ -146,6 +146,7 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
             deployment: active.deployment.clone(),
             color: live.clone(),
             color_label: app.color_label.clone(),
+            hold_secs: endpoint_hold_secs(app),
         });
         // The interrupted run may have died between the switch and its Event.
         if let (Some(h), Some(old)) = (last.filter(|h| h.action == Action::Promote), other) {

@@ -262,6 +262,7 @@ pub(super) fn switch(
         deployment: to.deployment.clone(),
         color: to.color.clone(),
         color_label: app.color_label.clone(),
+        hold_secs: endpoint_hold_secs(app),
     });
     steps.extend(follow_preview(app, &from.color));
     steps.extend(move_hpa(app, from, to));
@@ -349,6 +350,27 @@ pub(super) fn event_step(app: &App, event_type: &str, reason: &str, message: Str
         unless_since: None,
     }
 }
+
+/// How long a wait for endpoints holds once they serve the target slot only.
+///
+/// When an active Service was seen served by a slot other than the one its selector
+/// names, the endpoint controller had not yet caught up with a selector change (a
+/// half-switched app, a switch moments ago). A publication it computed from that older
+/// selector may still land after our switch, so endpoints that look right at once do
+/// not prove the other slot is out of traffic; an endpoint controller catches up within
+/// about a second, so they must stay right for [`LAGGING_ENDPOINTS_HOLD`].
+pub(super) fn endpoint_hold_secs(app: &App) -> u64 {
+    let lagging = app.services.iter().any(|svc| {
+        app.slots.iter().any(|slot| {
+            svc.color.as_deref() != Some(slot.color.as_str())
+                && slot.serving.iter().any(|s| s.service == svc.name)
+        })
+    });
+    if lagging { LAGGING_ENDPOINTS_HOLD } else { 0 }
+}
+
+/// Seconds endpoints must stay right after a switch of lagging Services.
+pub(super) const LAGGING_ENDPOINTS_HOLD: u64 = 3;
 
 pub(super) fn active_service_names(app: &App) -> Vec<String> {
     app.services.iter().map(|s| s.name.clone()).collect()

@@ -535,3 +535,61 @@ async fn a_switch_while_set_images_write_is_on_its_way_is_met_by_an_undo() {
     assert_eq!(after["spec"]["replicas"], before["spec"]["replicas"]);
     assert_eq!(selector_color(&world, "shop", COLOR), "green");
 }
+
+/// 11. An abort right after a half-switch: the Service it switches back had not yet
+///     published the promote's switch (its endpoints still showed blue), so that
+///     publication lands after the abort's own switch. The aborted slot is scaled down
+///     only once the Service's ready endpoints stayed on blue (found by the randomized
+///     safety suite, seed 7031).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_after_a_half_switch_outwaits_a_lagging_endpoint_publication() {
+    let world = World::new(&[&two_services()]).await;
+    ok(&world.plugin(&["set-image", "shop", V15]).await);
+    let c = world.sim.cluster();
+    c.set_timing(Timing {
+        endpoint_delay: Duration::from_millis(1000),
+        ..c.timing()
+    });
+    c.add_fault(Fault::new("patch", "services", FaultAction::Forbidden).named("shop-grpc"));
+    let before = c.store.resource_version();
+    code(&world.plugin(&["promote", "shop"]).await, 8);
+    c.clear_faults();
+    ok(&world.plugin(&["abort", "shop"]).await);
+    // The promote's publication lands within the endpoint delay of its switch.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(replicas(&world, "shop-green"), 0);
+
+    let (changes, _) = c.store.watch_from(before).unwrap();
+    let green_served = |o: &Value| {
+        o["endpoints"].as_array().into_iter().flatten().any(|e| {
+            e["conditions"]["ready"] != false
+                && e["targetRef"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("shop-green-"))
+        })
+    };
+    let last_green = changes
+        .iter()
+        .filter(|ch| {
+            ch.storage == "endpointslices"
+                && ch.object["metadata"]["labels"]["kubernetes.io/service-name"] == "shop"
+                && green_served(&ch.object)
+        })
+        .map(|ch| ch.rv)
+        .max()
+        .expect("the promote's switch was published");
+    let scaled_down = changes
+        .iter()
+        .filter(|ch| {
+            ch.storage == "deployments"
+                && ch.object["metadata"]["name"] == "shop-green"
+                && ch.object["spec"]["replicas"] == 0
+        })
+        .map(|ch| ch.rv)
+        .min()
+        .expect("green was scaled down");
+    assert!(
+        scaled_down > last_green,
+        "shop-green scaled down (rv {scaled_down}) while Service shop still served it (rv {last_green})"
+    );
+}
