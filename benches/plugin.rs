@@ -301,13 +301,22 @@ async fn main() {
     //    ReplicaSets would compete for these two cores, which is the sim's cost, not ours.
     //    Bytes are medians over three cycles: how many status updates a wait's watch
     //    sees depends on how fast the sim's controllers roll out, which varies.
+    //    Both worlds give pods the same 1 s to become Ready, so each rollout's pace is set
+    //    by that timer in both and not by how fast the sim's passes go beside 5,000
+    //    ReplicaSets: the bytes compare what the commands ask for.
+    let paced = Timing {
+        pod_ready_after: Duration::from_secs(1),
+        ..Timing::default()
+    };
     let alone_ctx = world(&[CONTRACT]).await;
+    alone_ctx.sim.cluster().set_timing(paced.clone());
     write_cycle_bytes(&alone_ctx, "1.5.0").await;
     let alone_bytes = median_cycle_bytes(&alone_ctx).await;
     settle(&alone_ctx.sim).await;
     let alone = median_of(&alone_ctx.kubeconfig(), &["status", "shop"]).await;
     let alone_reqs = count_requests(&alone_ctx, &["status", "shop"]).await;
     let ctx = world(&[CONTRACT]).await;
+    ctx.sim.cluster().set_timing(paced);
     let kc = ctx.kubeconfig();
     write_cycle_bytes(&ctx, "1.5.0").await;
     ctx.sim.load_neighbours("default", 500, 9).await.unwrap();
