@@ -224,6 +224,16 @@ impl Store {
             .map(|v| f(v))
     }
 
+    /// Whether some object of a storage in `ns` carries the label `pair` (through the
+    /// label index, copying nothing).
+    pub fn any_labelled(&self, storage: &str, ns: &str, pair: &(String, String)) -> bool {
+        self.lock()
+            .objects
+            .get(storage)
+            .and_then(|b| b.by_label.get(pair))
+            .is_some_and(|keys| keys.iter().any(|(n, _)| n == ns))
+    }
+
     /// Every object of a storage, optionally in one namespace, sorted by (namespace, name).
     pub fn list(&self, storage: &str, ns: Option<&str>) -> (Vec<Value>, u64) {
         self.list_where(storage, ns, None, |_| true)

@@ -83,7 +83,7 @@ fn publish_due(
     let next = queue.front().map(|(at, _)| *at);
     if let Some(d) = due {
         publish(c, svc, &d);
-    } else if queue.is_empty() && c.store.peek("endpoints", &key.0, &key.1, |_| ()).is_none() {
+    } else if queue.is_empty() && !published(c, key) {
         let d = state
             .last
             .get(key)
@@ -92,6 +92,14 @@ fn publish_due(
         publish(c, svc, &d);
     }
     next
+}
+
+/// Whether the Service's Endpoints and an EndpointSlice of it exist (upstream's
+/// controllers watch what they publish and re-create what someone deleted).
+fn published(c: &Cluster, (ns, name): &ServiceKey) -> bool {
+    let slice_of = ("kubernetes.io/service-name".to_string(), name.clone());
+    c.store.peek("endpoints", ns, name, |_| ()).is_some()
+        && c.store.any_labelled("endpointslices", ns, &slice_of)
 }
 
 /// What the endpoint controller would publish for a Service now: (endpoints, ports).

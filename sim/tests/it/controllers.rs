@@ -390,6 +390,19 @@ async fn endpoint_slices_lag_pod_changes_by_the_propagation_delay() {
     assert_eq!(slice["metadata"]["ownerReferences"][0]["kind"], "Service");
     let ep = sim.get("endpoints", "default", "web").unwrap();
     assert_eq!(ep["subsets"][0]["addresses"].as_array().unwrap().len(), 1);
+
+    // A deleted slice comes back, as upstream's controller re-creates what it manages.
+    let name = slice["metadata"]["name"].as_str().unwrap();
+    sim.cluster()
+        .store
+        .delete("endpointslices", "default", name, None)
+        .unwrap();
+    sim.cluster().kick();
+    sim.wait_for("slice re-created", Duration::from_secs(10), |s| {
+        slice_addresses(s, "web").iter().any(|(_, r)| *r)
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test(start_paused = true)]
