@@ -245,7 +245,7 @@ pub(super) fn reconcile(
             NewReplicaSet::Found(rs) => (rs, false),
             NewReplicaSet::Created(rs) => (Some(rs), true),
             NewReplicaSet::Failed => {
-                retry = Some(now + RETRY_AFTER);
+                retry = Some(now + super::shared::RETRY_AFTER);
                 (None, false)
             }
         }
@@ -315,9 +315,6 @@ pub(super) fn reconcile(
     }
     super::shared::earliest(wake, retry)
 }
-
-/// How long a controller waits before it retries a failed create.
-pub(super) const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What a Deployment's sync reads: itself, its ReplicaSets and their pods (by
 /// resourceVersion). The work queue syncs it again when this changes.

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::time::Instant;
 
+/// The label naming an EndpointSlice's Service.
+const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
 /// A Service's (namespace, name).
 type ServiceKey = (String, String);
 
@@ -97,7 +100,7 @@ fn publish_due(
 /// Whether the Service's Endpoints and an EndpointSlice of it exist (upstream's
 /// controllers watch what they publish and re-create what someone deleted).
 fn published(c: &Cluster, (ns, name): &ServiceKey) -> bool {
-    let slice_of = ("kubernetes.io/service-name".to_string(), name.clone());
+    let slice_of = (SERVICE_NAME_LABEL.to_string(), name.clone());
     c.store.peek("endpoints", ns, name, |_| ()).is_some()
         && c.store.any_labelled("endpointslices", ns, &slice_of)
 }
@@ -181,10 +184,7 @@ fn publish_slice(c: &Cluster, svc: &Value, desired: &Value) {
         s
     };
     let slices: Vec<Value> = c.store.scan("endpointslices", Some(ns), |s| {
-        (s.pointer("/metadata/labels/kubernetes.io~1service-name")
-            .and_then(Value::as_str)
-            == Some(name))
-        .then(|| s.clone())
+        (s["metadata"]["labels"][SERVICE_NAME_LABEL].as_str() == Some(name)).then(|| s.clone())
     });
     let rt = find("discovery.k8s.io", "v1", "endpointslices").expect("slices");
     match slices.first() {
@@ -193,7 +193,7 @@ fn publish_slice(c: &Cluster, svc: &Value, desired: &Value) {
             if !labels.is_object() {
                 labels = json!({});
             }
-            labels["kubernetes.io/service-name"] = json!(name);
+            labels[SERVICE_NAME_LABEL] = json!(name);
             labels["endpointslice.kubernetes.io/managed-by"] =
                 json!("endpointslice-controller.k8s.io");
             let body = slice_body(

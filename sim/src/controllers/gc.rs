@@ -109,12 +109,13 @@ fn every_dependent(c: &Cluster, pick: impl Fn(&Value) -> bool) -> BTreeSet<Candi
 /// Whether the object an owner reference names exists with that uid (owners live in
 /// the dependent's namespace; kinds the sim does not run count as gone, as before).
 fn owner_alive(c: &Cluster, ns: &str, r: &Value) -> bool {
-    let storage = match r["kind"].as_str() {
-        Some("Deployment") => "deployments",
-        Some("ReplicaSet") => "replicasets",
-        Some("Service") => "services",
-        Some("Pod") => "pods",
-        _ => return false,
+    let Some(storage) = resources::by_kind(
+        r["apiVersion"].as_str().unwrap_or_default(),
+        r["kind"].as_str().unwrap_or_default(),
+    )
+    .map(|rt| rt.storage)
+    .filter(|s| OWNERS.contains(s)) else {
+        return false;
     };
     let (Some(name), Some(uid)) = (r["name"].as_str(), r["uid"].as_str()) else {
         return false;

@@ -57,7 +57,7 @@ pub(super) fn reconcile(
             Sub::Status,
         );
     }
-    let retry = failed.then(|| now + super::deployment::RETRY_AFTER);
+    let retry = failed.then(|| now + super::shared::RETRY_AFTER);
     earliest(retry, available_at)
 }
 

@@ -9,6 +9,9 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use tokio::time::Instant;
 
+/// How long a controller waits before it retries a failed create.
+pub(super) const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// The earlier of two optional wake-up times.
 pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
