@@ -40,6 +40,18 @@ async fn add_neighbours(world: &World, n: usize) {
     assert!(rs >= n * 3, "{rs} ReplicaSets");
 }
 
+/// Waits until the store has taken no write for 300 ms.
+async fn quiet(world: &World) {
+    let store = &world.sim.cluster().store;
+    loop {
+        let before = store.resource_version();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if store.resource_version() == before {
+            return;
+        }
+    }
+}
+
 /// Requests and response bytes of one in-process command.
 async fn cost(world: &World, args: &[&str]) -> (Vec<LogEntry>, u64) {
     world.sim.cluster().clear_request_log();
@@ -84,8 +96,12 @@ fn shape(log: &[LogEntry]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_apps_reads_do_not_grow_with_its_neighbours() {
     let world = World::new(&[CONTRACT]).await;
+    // Both reads see the app settled: a late status write in between would change its
+    // bytes, not the neighbours.
+    quiet(&world).await;
     let (alone, alone_bytes) = cost(&world, &["status", "shop"]).await;
     add_neighbours(&world, NEIGHBOURS).await;
+    quiet(&world).await;
     let (crowded, crowded_bytes) = cost(&world, &["status", "shop"]).await;
     assert_eq!(
         shape(&alone),
