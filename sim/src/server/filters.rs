@@ -66,13 +66,27 @@ pub(super) fn authenticate(token: &str, path: &str, headers: &HeaderMap) -> ApiR
     Ok(Who { user, groups })
 }
 
-/// The configured per-request latency (`Timing::latency`).
+/// The configured per-request latency (`Timing::latency`), kept to within tens of µs:
+/// tokio's timer fires on millisecond ticks and late (20 ms took 21.6–22 ms), so it sleeps
+/// all but the last [`TIMER_SLACK`] and a blocking thread's sleep (exact to tens of µs)
+/// ends it, holding a blocking thread only that long.
 pub(super) async fn inject_latency(c: &Cluster) {
     let latency = c.timing().latency;
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+    if latency.is_zero() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + latency;
+    if let Some(coarse) = latency.checked_sub(TIMER_SLACK) {
+        tokio::time::sleep(coarse).await;
+    }
+    let rest = deadline.saturating_duration_since(std::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }
 }
+
+/// How late tokio's timer may fire: the part of a latency left to a thread's sleep.
+const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// What a resource request does, as routing resolved it.
 pub(super) struct Attributes<'a> {
