@@ -242,6 +242,15 @@ impl FieldSelector {
         self.0.is_empty()
     }
 
+    /// The one name a `metadata.name=NAME` requirement allows: upstream's registry then
+    /// reads that key alone instead of the whole collection (`SelectionPredicate.MatchesSingle`).
+    pub fn single_name(&self) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(f, eq, _)| *eq && f == "metadata.name")
+            .map(|(_, _, v)| v.as_str())
+    }
+
     /// Matches against the object's value at each dotted path (missing = "").
     pub fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, value)| {

@@ -131,6 +131,18 @@ struct Inner {
     uid_counter: u64,
 }
 
+/// Which objects of a storage a list visits before its filter decides: what the store
+/// can find without a scan. The filter still decides; a visit only narrows.
+#[derive(Clone, Copy, Debug)]
+pub enum Visit<'a> {
+    /// Every object (of the namespace, when one is given).
+    All,
+    /// The objects carrying one of these labels (through the label index).
+    Labelled(&'a [(String, String)]),
+    /// The one object of this name (in the given namespace; across all, a scan).
+    Named(&'a str),
+}
+
 pub struct Store {
     inner: Mutex<Inner>,
     changes: broadcast::Sender<Arc<Change>>,
@@ -236,22 +248,21 @@ impl Store {
 
     /// Every object of a storage, optionally in one namespace, sorted by (namespace, name).
     pub fn list(&self, storage: &str, ns: Option<&str>) -> (Vec<Value>, u64) {
-        self.list_where(storage, ns, None, |_| true)
+        self.list_where(storage, ns, Visit::All, |_| true)
     }
 
     /// The objects `keep` accepts (copying only those) and the store's resourceVersion:
     /// a selected list of a large namespace costs what it selects, not what it holds.
-    /// With `pairs`, only objects carrying one of those labels are visited (through the
-    /// label index).
+    /// `visit` says which objects are candidates at all (see [`Visit`]).
     pub fn list_where(
         &self,
         storage: &str,
         ns: Option<&str>,
-        pairs: Option<&[(String, String)]>,
+        visit: Visit<'_>,
         keep: impl FnMut(&&Value) -> bool,
     ) -> (Vec<Value>, u64) {
         let inner = self.lock();
-        (Self::select(&inner, storage, ns, pairs, keep), inner.rv)
+        (Self::select(&inner, storage, ns, visit, keep), inner.rv)
     }
 
     /// The objects of a storage as they were at resourceVersion `rv` (a list with
@@ -262,7 +273,7 @@ impl Store {
         &self,
         storage: &str,
         ns: Option<&str>,
-        pairs: Option<&[(String, String)]>,
+        visit: Visit<'_>,
         rv: u64,
         mut keep: impl FnMut(&&Value) -> bool,
     ) -> ApiResult<Vec<Value>> {
@@ -289,7 +300,7 @@ impl Store {
         let in_ns = |o: &Value| ns.is_none_or(|n| ns_of(o) == n);
         let key = |o: &Value| (ns_of(o).to_string(), name_of(o).to_string());
         let mut at: BTreeMap<(String, String), Value> =
-            Self::select(&inner, storage, ns, pairs, &mut keep)
+            Self::select(&inner, storage, ns, visit, &mut keep)
                 .into_iter()
                 .map(|o| (key(&o), o))
                 .collect();
@@ -314,22 +325,29 @@ impl Store {
         inner: &Inner,
         storage: &str,
         ns: Option<&str>,
-        pairs: Option<&[(String, String)]>,
+        visit: Visit<'_>,
         keep: impl FnMut(&&Value) -> bool,
     ) -> Vec<Value> {
         let Some(b) = inner.objects.get(storage) else {
             return Vec::new();
         };
-        match (pairs, ns) {
-            (Some(pairs), _) => b.labelled(pairs, ns).filter(keep).cloned().collect(),
-            (None, Some(ns)) => b
+        match (visit, ns) {
+            (Visit::Named(name), Some(ns)) => b
+                .get(&(ns.to_string(), name.to_string()))
+                .map(|v| &**v)
+                .into_iter()
+                .filter(keep)
+                .cloned()
+                .collect(),
+            (Visit::Labelled(pairs), _) => b.labelled(pairs, ns).filter(keep).cloned().collect(),
+            (_, Some(ns)) => b
                 .range((ns.to_string(), String::new())..)
                 .take_while(|((n, _), _)| n == ns)
                 .map(|(_, v)| &**v)
                 .filter(keep)
                 .cloned()
                 .collect(),
-            (None, None) => b.values().map(|v| &**v).filter(keep).cloned().collect(),
+            (_, None) => b.values().map(|v| &**v).filter(keep).cloned().collect(),
         }
     }
 
@@ -553,12 +571,12 @@ impl Store {
         &self,
         storage: &str,
         ns: Option<&str>,
-        pairs: Option<&[(String, String)]>,
+        visit: Visit<'_>,
         keep: impl FnMut(&&Value) -> bool,
     ) -> (Vec<Value>, u64, broadcast::Receiver<Arc<Change>>) {
         let rx = self.changes.subscribe();
         let inner = self.lock();
-        let items = Self::select(&inner, storage, ns, pairs, keep);
+        let items = Self::select(&inner, storage, ns, visit, keep);
         (items, inner.rv, rx)
     }
 
@@ -579,8 +597,12 @@ mod tests {
         json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"x": 1}})
     }
 
-    /// The label index answers exactly what a scan answers, over a seeded random run of
-    /// creates, relabels and deletes across two namespaces.
+    fn sel_tier(o: &Value) -> bool {
+        o["metadata"]["labels"]["tier"] != "db"
+    }
+
+    /// The label index (and a visit by name) answers exactly what a scan answers, over a
+    /// seeded random run of creates, relabels and deletes across two namespaces.
     #[test]
     fn label_index_agrees_with_a_scan_through_relabels_and_deletes() {
         use crate::selector::LabelSelector;
@@ -613,11 +635,18 @@ mod tests {
                 let sel = LabelSelector::parse(sel).unwrap();
                 let pairs = sel.required_pairs();
                 for ns in [Some("default"), None] {
-                    let indexed =
-                        s.list_where("pods", ns, pairs.as_deref(), |o| sel.matches_object(o));
-                    let scanned = s.list_where("pods", ns, None, |o| sel.matches_object(o));
+                    let visit = pairs.as_deref().map_or(Visit::All, Visit::Labelled);
+                    let indexed = s.list_where("pods", ns, visit, |o| sel.matches_object(o));
+                    let scanned = s.list_where("pods", ns, Visit::All, |o| sel.matches_object(o));
                     assert_eq!(indexed, scanned, "step {step}, {sel:?} in {ns:?}");
                 }
+            }
+            // A visit by name finds what a scan for that name finds, also once deleted.
+            for ns in [Some("default"), Some("other"), None] {
+                let named = |o: &&Value| name_of(o) == name && sel_tier(o);
+                let by_key = s.list_where("pods", ns, Visit::Named(&name), named);
+                let scanned = s.list_where("pods", ns, Visit::All, named);
+                assert_eq!(by_key, scanned, "step {step}, {name} in {ns:?}");
             }
         }
         // Nothing stale is left behind: the index holds exactly the labels stored.

@@ -41,6 +41,7 @@
 //! (`BLUEGREEN_SAFETY_BASE=1000` sets the first seed.)
 
 use crate::{CONTRACT, World};
+use bluegreen_sim::store::Visit;
 use bluegreen_sim::{Cluster, Fault, FaultAction, LogEntry, Timing, WatchFaults};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -444,9 +445,9 @@ fn spawn_observer(
     use tokio::sync::broadcast::error::RecvError;
     tokio::spawn(async move {
         // Subscribed before the lists: a change is either in them or comes after.
-        let (_, _, mut rx) = c
-            .store
-            .list_and_watch("services", Some("default"), None, |_| true);
+        let (_, _, mut rx) =
+            c.store
+                .list_and_watch("services", Some("default"), Visit::All, |_| true);
         let mut model = Model::default();
         for storage in WATCHED {
             for o in c.store.list(storage, Some("default")).0 {

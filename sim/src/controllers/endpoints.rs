@@ -9,7 +9,7 @@ use crate::cluster::Cluster;
 use crate::ops::{self, DeleteOpts, Sub, WriteOpts};
 use crate::resources::find;
 use crate::selector::LabelSelector;
-use crate::store::{name_of, ns_of, uid_of};
+use crate::store::{Visit, name_of, ns_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::time::Instant;
@@ -51,7 +51,7 @@ pub(super) fn reconcile(c: &Cluster, state: &mut EndpointState, now: Instant) ->
         let pair = [(k.clone(), v.as_str().unwrap_or_default().to_string())];
         let candidates = c
             .store
-            .list_where("pods", Some(&key.0), Some(&pair), |_| true)
+            .list_where("pods", Some(&key.0), Visit::Labelled(&pair), |_| true)
             .0;
         let desired = desired_endpoints(&svc, &candidates);
         if state.last.get(&key) != Some(&desired) {

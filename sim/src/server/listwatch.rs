@@ -9,7 +9,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ops;
 use crate::resources::ResourceType;
 use crate::selector::{FieldSelector, LabelSelector, allowed_fields};
-use crate::store::{Change, EventType, name_of, ns_of};
+use crate::store::{Change, EventType, Visit, name_of, ns_of};
 use crate::table::{self, Include};
 use base64::Engine;
 use bytes::Bytes;
@@ -40,6 +40,16 @@ impl Filter {
             labels,
             fields,
         })
+    }
+
+    /// The candidates the store can find without a scan (`pairs`: the label selector's
+    /// required pairs): the one named object, else the labelled ones, else all.
+    fn visit<'a>(&'a self, pairs: Option<&'a [(String, String)]>) -> Visit<'a> {
+        match (self.fields.single_name(), pairs) {
+            (Some(name), _) => Visit::Named(name),
+            (None, Some(pairs)) => Visit::Labelled(pairs),
+            (None, None) => Visit::All,
+        }
     }
 
     /// Matches the served form (field selectors name served fields such as `regarding.*`).
@@ -157,6 +167,7 @@ pub(super) fn list(
     };
     // Selectors are matched before copying: a list costs what it selects.
     let pairs = filter.labels.required_pairs();
+    let visit = filter.visit(pairs.as_deref());
     // `Exact` and a continued list read a snapshot (upstream: etcd at that revision);
     // everything else reads the newest state.
     let exact = q.get("resourceVersionMatch").is_some_and(|m| m == "Exact");
@@ -167,14 +178,13 @@ pub(super) fn list(
     };
     let (all, rv) = match snapshot_rv {
         Some(at) => (
-            c.store.list_at(rt.storage, ns, pairs.as_deref(), at, |o| {
-                filter.matches(rt, o)
-            })?,
+            c.store
+                .list_at(rt.storage, ns, visit, at, |o| filter.matches(rt, o))?,
             at,
         ),
         None => c
             .store
-            .list_where(rt.storage, ns, pairs.as_deref(), |o| filter.matches(rt, o)),
+            .list_where(rt.storage, ns, visit, |o| filter.matches(rt, o)),
     };
     let list_rv = start.as_ref().map(|(r, _)| *r).unwrap_or(rv);
     let key = |o: &Value| format!("{}/{}", ns_of(o), name_of(o));
@@ -336,11 +346,12 @@ pub(super) fn watch(
         },
         _ => {
             let pairs = stream.filter.labels.required_pairs();
-            let (items, rv, rx) =
-                c.store
-                    .list_and_watch(rt.storage, ns.as_deref(), pairs.as_deref(), |o| {
-                        stream.filter.matches(rt, o)
-                    });
+            let visit = stream.filter.visit(pairs.as_deref());
+            let (items, rv, rx) = c
+                .store
+                .list_and_watch(rt.storage, ns.as_deref(), visit, |o| {
+                    stream.filter.matches(rt, o)
+                });
             let mut lines: Vec<Bytes> = items
                 .iter()
                 .map(|o| event_line(rt, "ADDED", o, as_table, include))
