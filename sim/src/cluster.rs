@@ -22,6 +22,9 @@ pub const USER: &str = "sim-admin";
 pub struct Timing {
     /// Added before answering every request.
     pub latency: Duration,
+    /// Added before the TLS handshake of every new connection: a network's cost of
+    /// opening one (TCP's and TLS's round trips; `latency` models the request's own).
+    pub handshake: Duration,
     /// From a pod's creation until its Ready condition turns True.
     pub pod_ready_after: Duration,
     /// Lag of the EndpointSlice/Endpoints controller behind pod changes.
@@ -217,6 +220,8 @@ pub struct Cluster {
     bytes_served: std::sync::atomic::AtomicU64,
     /// Of those, the bytes of watch streams.
     watch_bytes_served: std::sync::atomic::AtomicU64,
+    /// TLS connections accepted, with the protocol they negotiated: (HTTP/1.1, HTTP/2).
+    connections: (AtomicU32, AtomicU32),
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
@@ -248,6 +253,7 @@ impl Cluster {
             request_seq: std::sync::atomic::AtomicU64::new(0),
             bytes_served: std::sync::atomic::AtomicU64::new(0),
             watch_bytes_served: std::sync::atomic::AtomicU64::new(0),
+            connections: (AtomicU32::new(0), AtomicU32::new(0)),
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
             pod_servers: RwLock::new(Default::default()),
@@ -468,11 +474,31 @@ impl Cluster {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Clears the request log and the count of bytes served.
+    /// Clears the request log and the counts of bytes served and connections accepted.
     pub fn clear_request_log(&self) {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.bytes_served.store(0, Ordering::SeqCst);
         self.watch_bytes_served.store(0, Ordering::SeqCst);
+        self.connections.0.store(0, Ordering::SeqCst);
+        self.connections.1.store(0, Ordering::SeqCst);
+    }
+
+    /// TLS connections accepted since the log was last cleared: (HTTP/1.1, HTTP/2). A
+    /// client that sends a round of requests over HTTP/1.1 opens one per request in flight.
+    pub fn connections_accepted(&self) -> (u32, u32) {
+        (
+            self.connections.0.load(Ordering::SeqCst),
+            self.connections.1.load(Ordering::SeqCst),
+        )
+    }
+
+    pub(crate) fn count_connection(&self, h2: bool) {
+        let c = if h2 {
+            &self.connections.1
+        } else {
+            &self.connections.0
+        };
+        c.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Response body bytes sent since the log was last cleared: what clients received

@@ -44,7 +44,7 @@ pub use cluster::{
 };
 
 use anyhow::Context;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,14 +128,26 @@ impl Sim {
                 let acceptor = acceptor.clone();
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
+                    let handshake = ctx.cluster.timing().handshake;
+                    if !handshake.is_zero() {
+                        tokio::time::sleep(handshake).await;
+                    }
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    ctx.cluster.count_connection(h2);
                     let service =
                         hyper::service::service_fn(move |req| server::handle(ctx.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service)
-                        .await;
+                    if h2 {
+                        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(tls), service)
+                            .await;
+                    }
                 });
             }
         });

@@ -27,6 +27,10 @@ struct Args {
     /// Delay added to every request, e.g. `20ms`.
     #[arg(long, value_parser = parse_duration, default_value = "0s")]
     latency: Duration,
+    /// Delay before the TLS handshake of every new connection, e.g. `40ms` for the TCP and
+    /// TLS round trips of a network with `--latency 20ms`.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    handshake: Duration,
     /// Time from a pod's creation until it is Ready.
     #[arg(long, value_parser = parse_duration, default_value = "1s")]
     pod_ready_after: Duration,
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let timing = Timing {
         latency: args.latency,
+        handshake: args.handshake,
         pod_ready_after: args.pod_ready_after,
         endpoint_delay: args.endpoint_delay,
         pod_termination: args.pod_termination,

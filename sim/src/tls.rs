@@ -48,7 +48,8 @@ pub fn generate() -> anyhow::Result<TlsMaterial> {
             vec![server_cert.der().clone()],
             rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
         )?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // As the API server: HTTP/2 for clients that offer it (client-go, kubectl), else 1.1.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsMaterial {
         ca_pem: ca_cert.pem(),
         server_config: Arc::new(config),
