@@ -134,12 +134,8 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
         .to_string()
         .trim_end_matches('/')
         .to_string();
-    let mut probe_config = config.clone();
-    probe_config.default_retry = false;
-    let probe = kube::Client::try_from(probe_config)
-        .map_err(|e| Error::kube("create a Kubernetes client", e))?;
-    let client =
-        kube::Client::try_from(config).map_err(|e| Error::kube("create a Kubernetes client", e))?;
+    let (client, probe) =
+        clients(&config).map_err(|e| Error::kube("create a Kubernetes client", e))?;
     Ok(Connection {
         server,
         probe,
@@ -149,4 +145,77 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
         kubeconfig_user: user,
         request_timeout,
     })
+}
+
+/// The client, and the probe client (the same without retries), from one TLS setup.
+fn clients(config: &kube::Config) -> kube::Result<(kube::Client, kube::Client)> {
+    if config.proxy_url.is_some() {
+        // kube's own stack answers proxies (with the error of a build without proxy support).
+        let mut probe = config.clone();
+        probe.default_retry = false;
+        return Ok((
+            kube::Client::try_from(config.clone())?,
+            kube::Client::try_from(probe)?,
+        ));
+    }
+    let tls = kube::client::ConfigExt::rustls_client_config(config)?;
+    Ok((
+        client_for(config, tls.clone(), config.default_retry)?,
+        client_for(config, tls, false)?,
+    ))
+}
+
+/// kube's default client stack (base URL, retries of 5xx/429, credentials, impersonation
+/// headers, timeouts, request tracing) over a connection that offers HTTP/2, as client-go
+/// does: the concurrent requests of a read round then share one TLS connection, where
+/// HTTP/1.1 opens one per request in flight (each a TCP and a TLS handshake, two round
+/// trips before the request's own). Servers without HTTP/2 get HTTP/1.1 by ALPN.
+fn client_for(
+    config: &kube::Config,
+    tls: rustls::ClientConfig,
+    retry: bool,
+) -> kube::Result<kube::Client> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    use tower::ServiceBuilder;
+
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    // As Go's net package (kubectl) does: HTTP/2 writes small frames that Nagle would hold.
+    tcp.set_nodelay(true);
+    let mut tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+            kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e))
+        })?;
+        tls = tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(tls.enable_all_versions().wrap_connector(tcp));
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector);
+    let retry = retry
+        .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &http::Request<kube::client::Body>| {
+                    tracing::debug_span!("HTTP", http.method = %req.method(), http.url = %req.uri())
+                },
+            ),
+        )
+        .map_err(tower::BoxError::from)
+        .service(http);
+    Ok(kube::Client::new(service, config.default_namespace.clone()))
 }

@@ -353,3 +353,23 @@ async fn completion_follows_the_namespace_flag() {
         ["shop"]
     );
 }
+
+/// The requests of a read round share one connection: the plugin offers HTTP/2, as
+/// client-go does. Over HTTP/1.1 `status` opens one connection per request in flight
+/// (3 in its first round, 2 more in its second: on a network, each two round trips
+/// before its request); over HTTP/2 the first round's races leave one, and the second
+/// round opens none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commands_requests_share_http2_connections() {
+    let world = World::new(&[CONTRACT]).await;
+    world.sim.cluster().clear_request_log();
+    let out = world.bluegreen(&["status", "shop"]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let requests = world.sim.cluster().request_log().len();
+    let (http1, http2) = world.sim.cluster().connections_accepted();
+    assert_eq!(http1, 0, "HTTP/1.1 connections for {requests} requests");
+    assert!(
+        (1..=3).contains(&http2) && (http2 as usize) < requests,
+        "{http2} HTTP/2 connections for {requests} requests"
+    );
+}
