@@ -198,8 +198,14 @@ fn client_for(
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    // One HTTP/2 connection carries every request, so a dead one must be noticed: pinged
+    // after 30 s without a frame and dropped 15 s later without an answer, as client-go's
+    // ReadIdleTimeout and PingTimeout do (a long `wait` or `--bake` outlives NAT timeouts).
     let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(15))
             .build(connector);
     let retry = retry
         .then(|| tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry()));
