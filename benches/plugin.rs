@@ -106,26 +106,14 @@ async fn median_of(kc: &Path, args: &[&str]) -> Duration {
 /// then holds its controllers, so that reads are timed against a quiet server.
 async fn settle(sim: &Sim) {
     sim.wait_converged("default").await.unwrap();
-    quiet(sim, Duration::from_secs(1)).await;
+    sim.wait_quiet(Duration::from_secs(1)).await;
     sim.cluster().set_controllers_paused(true);
 }
 
 /// Waits until the namespace has converged and the store took no write for 300 ms.
 async fn converged(sim: &Sim) {
     sim.wait_converged("default").await.unwrap();
-    quiet(sim, Duration::from_millis(300)).await;
-}
-
-/// Waits until the store takes no write for `window`.
-async fn quiet(sim: &Sim, window: Duration) {
-    let store = &sim.cluster().store;
-    loop {
-        let before = store.resource_version();
-        tokio::time::sleep(window).await;
-        if store.resource_version() == before {
-            return;
-        }
-    }
+    sim.wait_quiet(Duration::from_millis(300)).await;
 }
 
 /// Response bytes the API server sent for each command of one release cycle: all of

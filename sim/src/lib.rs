@@ -284,6 +284,19 @@ impl Sim {
         .await
     }
 
+    /// Waits until the store has taken no write for `window` (the controllers are done
+    /// with what the last change started, as far as the store shows).
+    pub async fn wait_quiet(&self, window: Duration) {
+        let store = &self.cluster.store;
+        loop {
+            let before = store.resource_version();
+            tokio::time::sleep(window).await;
+            if store.resource_version() == before {
+                return;
+            }
+        }
+    }
+
     /// Waits until every Deployment in the namespace is rolled out and every selecting
     /// Service's EndpointSlices show exactly its ready pods.
     pub async fn wait_converged(&self, namespace: &str) -> anyhow::Result<()> {

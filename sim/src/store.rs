@@ -597,7 +597,7 @@ mod tests {
         json!({"metadata": {"name": name, "namespace": "default"}, "spec": {"x": 1}})
     }
 
-    fn sel_tier(o: &Value) -> bool {
+    fn not_tier_db(o: &Value) -> bool {
         o["metadata"]["labels"]["tier"] != "db"
     }
 
@@ -643,7 +643,7 @@ mod tests {
             }
             // A visit by name finds what a scan for that name finds, also once deleted.
             for ns in [Some("default"), Some("other"), None] {
-                let named = |o: &&Value| name_of(o) == name && sel_tier(o);
+                let named = |o: &&Value| name_of(o) == name && not_tier_db(o);
                 let by_key = s.list_where("pods", ns, Visit::Named(&name), named);
                 let scanned = s.list_where("pods", ns, Visit::All, named);
                 assert_eq!(by_key, scanned, "step {step}, {name} in {ns:?}");

@@ -42,14 +42,7 @@ async fn add_neighbours(world: &World, n: usize) {
 
 /// Waits until the store has taken no write for 300 ms.
 async fn quiet(world: &World) {
-    let store = &world.sim.cluster().store;
-    loop {
-        let before = store.resource_version();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if store.resource_version() == before {
-            return;
-        }
-    }
+    world.sim.wait_quiet(Duration::from_millis(300)).await;
 }
 
 /// Requests and response bytes of one in-process command.
