@@ -8,8 +8,8 @@ use crate::store::Store;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -194,6 +194,11 @@ pub struct LogEntry {
     /// were in flight together when each arrived before the other completed.
     pub arrived: u64,
     pub completed: u64,
+    /// Response body bytes sent for this request so far, as of [`Cluster::request_log`]:
+    /// a watch's grow while its stream is open. Not in `--request-log` lines, which are
+    /// written when a response starts.
+    #[serde(skip)]
+    pub bytes: u64,
 }
 
 /// The decision for one request after the faults were consulted.
@@ -208,18 +213,20 @@ pub struct Cluster {
     timing: RwLock<Timing>,
     faults: Mutex<Vec<Fault>>,
     watch_faults: RwLock<WatchFaults>,
-    log: Mutex<Vec<LogEntry>>,
+    /// Each entry beside the count of its response bytes, which the body adds to as it
+    /// is sent.
+    log: Mutex<Vec<(LogEntry, Arc<AtomicU64>)>>,
     log_file: Mutex<Option<std::fs::File>>,
     /// Wakes the controllers after a write.
     pub kicked: Notify,
     next_service_ip: AtomicU32,
     next_pod_ip: AtomicU32,
     next_node_port: AtomicU32,
-    request_seq: std::sync::atomic::AtomicU64,
+    request_seq: AtomicU64,
     /// Response body bytes sent to clients (watch streams as they flow).
-    bytes_served: std::sync::atomic::AtomicU64,
+    bytes_served: AtomicU64,
     /// Of those, the bytes of watch streams.
-    watch_bytes_served: std::sync::atomic::AtomicU64,
+    watch_bytes_served: AtomicU64,
     /// TLS connections accepted, with the protocol they negotiated: (HTTP/1.1, HTTP/2).
     connections: (AtomicU32, AtomicU32),
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
@@ -250,9 +257,9 @@ impl Cluster {
             next_service_ip: AtomicU32::new(10),
             next_pod_ip: AtomicU32::new(2),
             next_node_port: AtomicU32::new(30080),
-            request_seq: std::sync::atomic::AtomicU64::new(0),
-            bytes_served: std::sync::atomic::AtomicU64::new(0),
-            watch_bytes_served: std::sync::atomic::AtomicU64::new(0),
+            request_seq: AtomicU64::new(0),
+            bytes_served: AtomicU64::new(0),
+            watch_bytes_served: AtomicU64::new(0),
             connections: (AtomicU32::new(0), AtomicU32::new(0)),
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
@@ -450,7 +457,8 @@ impl Cluster {
         self.request_seq.fetch_add(1, Ordering::SeqCst)
     }
 
-    pub fn record(&self, entry: LogEntry) {
+    /// Logs a request; the returned counter takes its response bytes.
+    pub fn record(&self, entry: LogEntry) -> Arc<AtomicU64> {
         if let Some(f) = self
             .log_file
             .lock()
@@ -460,10 +468,12 @@ impl Cluster {
         {
             let _ = writeln!(f, "{line}");
         }
+        let bytes = Arc::new(AtomicU64::new(0));
         self.log
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(entry);
+            .push((entry, bytes.clone()));
+        bytes
     }
 
     pub fn set_log_file(&self, f: std::fs::File) {
@@ -471,7 +481,13 @@ impl Cluster {
     }
 
     pub fn request_log(&self) -> Vec<LogEntry> {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter()
+            .map(|(entry, bytes)| LogEntry {
+                bytes: bytes.load(Ordering::Relaxed),
+                ..entry.clone()
+            })
+            .collect()
     }
 
     /// Clears the request log and the counts of bytes served and connections accepted.
@@ -513,7 +529,8 @@ impl Cluster {
         self.watch_bytes_served.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn count_served(&self, n: usize, watch: bool) {
+    pub(crate) fn count_served(&self, n: usize, watch: bool, request: &AtomicU64) {
+        request.fetch_add(n as u64, Ordering::Relaxed);
         self.bytes_served.fetch_add(n as u64, Ordering::Relaxed);
         if watch {
             self.watch_bytes_served

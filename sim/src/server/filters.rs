@@ -9,6 +9,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Request};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 /// The authenticated (or impersonated) user of a request.
 pub(super) struct Who {
@@ -31,8 +33,9 @@ impl Audit {
         }
     }
 
-    /// Records the served request with its status code and completion tick.
-    pub(super) fn complete(self, c: &Cluster, req: &ApiRequest, code: u16) {
+    /// Records the served request with its status code and completion tick; returns the
+    /// counter of its response bytes.
+    pub(super) fn complete(self, c: &Cluster, req: &ApiRequest, code: u16) -> Arc<AtomicU64> {
         c.record(LogEntry {
             method: req.method.to_string(),
             path: req.path.clone(),
@@ -43,7 +46,8 @@ impl Audit {
             user_agent: self.user_agent,
             arrived: self.arrived,
             completed: c.next_request_seq(),
-        });
+            bytes: 0,
+        })
     }
 }
 

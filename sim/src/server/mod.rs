@@ -41,7 +41,7 @@ pub async fn handle(
         Ok(who) => routing::route(c, &ctx.address, &who, &request).await,
         Err(e) => http::error_response(&e),
     };
-    audit.complete(c, &request, response.status().as_u16());
+    let sent = audit.complete(c, &request, response.status().as_u16());
     // Count the body as it is sent (a watch's events long after this returns).
     let counter = ctx.cluster.clone();
     let watch = request
@@ -52,7 +52,7 @@ pub async fn handle(
         use http_body_util::BodyExt;
         body.map_frame(move |frame| {
             if let Some(data) = frame.data_ref() {
-                counter.count_served(data.len(), watch);
+                counter.count_served(data.len(), watch, &sent);
             }
             frame
         })
