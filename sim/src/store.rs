@@ -221,6 +221,43 @@ impl Store {
             .map(|v| Value::clone(v))
     }
 
+    /// One object, shared rather than copied (controllers sync by key).
+    pub fn get_shared(&self, storage: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.lock()
+            .objects
+            .get(storage)
+            .and_then(|b| b.get(&(ns.to_string(), name.to_string())))
+            .cloned()
+    }
+
+    /// The (namespace, name) of every object of a storage.
+    pub fn keys(&self, storage: &str) -> Vec<(String, String)> {
+        self.lock()
+            .objects
+            .get(storage)
+            .map(|b| b.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The changes after `since`, oldest first, and the resourceVersion they reach, under
+    /// one lock (what an informer's watch delivers); `None` once `since` is older than
+    /// the retained history, when a reader must start over from a full list.
+    pub fn changes_after(&self, since: u64) -> Option<(Vec<Arc<Change>>, u64)> {
+        let inner = self.lock();
+        if since < inner.compacted {
+            return None;
+        }
+        let mut changes: Vec<Arc<Change>> = inner
+            .history
+            .iter()
+            .rev()
+            .take_while(|c| c.rv > since)
+            .cloned()
+            .collect();
+        changes.reverse();
+        Some((changes, inner.rv))
+    }
+
     /// What `f` reads of one object, without copying it.
     pub fn peek<R>(
         &self,

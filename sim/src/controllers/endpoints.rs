@@ -4,14 +4,14 @@
 //! EndpointSlice plus the legacy Endpoints mirror (without terminating pods, as upstream). State: the publications queued per
 //! Service and the last one computed.
 
-use super::shared::{earliest, owner_ref, pod_ready, terminating};
+use super::shared::{owner_ref, pod_ready, terminating};
 use crate::cluster::Cluster;
 use crate::ops::{self, DeleteOpts, Sub, WriteOpts};
 use crate::resources::find;
 use crate::selector::LabelSelector;
 use crate::store::{Visit, name_of, ns_of, uid_of};
-use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet, VecDeque};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use tokio::time::Instant;
 
 /// The label naming an EndpointSlice's Service.
@@ -30,21 +30,39 @@ pub(super) struct EndpointState {
     last: HashMap<ServiceKey, Value>,
 }
 
-/// Queues changed endpoints of every selecting Service and publishes those now due;
-/// returns when the next queued publication is due.
-pub(super) fn reconcile(c: &Cluster, state: &mut EndpointState, now: Instant) -> Option<Instant> {
+/// Queues changed endpoints of the Services that may have changed — those in
+/// `services` (the Service or what it publishes changed), those selecting a pod of
+/// `pod_labels` (a pod's labels before or after a change) and those with a publication
+/// due — and publishes what is due; returns when the next queued publication is due,
+/// and how many Services it looked at.
+pub(super) fn reconcile(
+    c: &Cluster,
+    state: &mut EndpointState,
+    mut services: BTreeSet<ServiceKey>,
+    pod_labels: &[(String, Map<String, Value>)],
+    now: Instant,
+) -> (Option<Instant>, usize) {
     let delay = c.timing().endpoint_delay;
-    let mut next = None;
-    let mut seen = HashSet::new();
-    for svc in c.store.list_shared("services") {
-        let Some((k, v)) = svc["spec"]["selector"]
-            .as_object()
-            .and_then(|m| m.iter().next())
-        else {
+    services.extend(selecting(c, pod_labels));
+    services.extend(
+        state
+            .queue
+            .iter()
+            .filter(|(_, q)| q.front().is_some_and(|(at, _)| *at <= now))
+            .map(|(k, _)| k.clone()),
+    );
+    let visited = services.len();
+    for key in services {
+        let svc = c.store.get_shared("services", &key.0, &key.1);
+        let Some((svc, (k, v))) = svc.as_ref().and_then(|svc| {
+            let first = svc["spec"]["selector"].as_object()?.iter().next()?;
+            Some((svc, first))
+        }) else {
+            // Gone, or without a selector: nothing of it to publish.
+            state.last.remove(&key);
+            state.queue.remove(&key);
             continue;
         };
-        let key = (ns_of(&svc).to_string(), name_of(&svc).to_string());
-        seen.insert(key.clone());
         // Only pods carrying one of the selector's labels can match (the label index,
         // as upstream's pod lister by selector): a Service costs its pods, not the
         // namespace's.
@@ -53,7 +71,7 @@ pub(super) fn reconcile(c: &Cluster, state: &mut EndpointState, now: Instant) ->
             .store
             .list_where("pods", Some(&key.0), Visit::Labelled(&pair), |_| true)
             .0;
-        let desired = desired_endpoints(&svc, &candidates);
+        let desired = desired_endpoints(svc, &candidates);
         if state.last.get(&key) != Some(&desired) {
             state.last.insert(key.clone(), desired.clone());
             state
@@ -62,11 +80,35 @@ pub(super) fn reconcile(c: &Cluster, state: &mut EndpointState, now: Instant) ->
                 .or_default()
                 .push_back((now + delay, desired));
         }
-        next = earliest(next, publish_due(c, state, &svc, &key, now));
+        publish_due(c, state, svc, &key, now);
     }
-    state.last.retain(|k, _| seen.contains(k));
-    state.queue.retain(|k, _| seen.contains(k));
-    next
+    let next = state
+        .queue
+        .values()
+        .filter_map(|q| q.front().map(|(at, _)| *at))
+        .min();
+    (next, visited)
+}
+
+/// The Services whose selector matches one of the label sets, each in its namespace.
+fn selecting(c: &Cluster, pod_labels: &[(String, Map<String, Value>)]) -> Vec<ServiceKey> {
+    let namespaces: BTreeSet<&str> = pod_labels.iter().map(|(ns, _)| ns.as_str()).collect();
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let labels: Vec<&Map<String, Value>> = pod_labels
+            .iter()
+            .filter(|(n, _)| n == ns)
+            .map(|(_, l)| l)
+            .collect();
+        out.extend(c.store.scan("services", Some(ns), |svc| {
+            let selector = svc["spec"]["selector"].as_object()?;
+            labels
+                .iter()
+                .any(|l| selector.iter().all(|(k, v)| l.get(k) == Some(v)))
+                .then(|| (ns.to_string(), name_of(svc).to_string()))
+        }));
+    }
+    out
 }
 
 /// Publishes the latest due publication of one Service, or re-creates published objects

@@ -2,10 +2,10 @@
 //! predicates, conditions, integer fields, the FNV-1a hash and timer merging.
 
 use crate::cluster::Cluster;
-use crate::store::{name_of, ns_of, rv_of, uid_of};
+use crate::store::{Change, EventType, name_of, ns_of, rv_of, uid_of};
 use serde_json::{Value, json};
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use tokio::time::Instant;
 
@@ -21,44 +21,108 @@ pub(super) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant
     }
 }
 
+/// An object's (namespace, name): what controllers queue and look up.
+pub(super) type Key = (String, String);
+
+/// The key of an object.
+pub(super) fn key_of(o: &Value) -> Key {
+    (ns_of(o).to_string(), name_of(o).to_string())
+}
+
 /// What the owner index keeps of one controlled object.
 struct Owned {
-    ns: String,
-    name: String,
     uid: String,
     rv: u64,
 }
 
-/// The objects each owner (by uid) controls, built once per pass so that a controller's
-/// look-up does not scan the namespace (thousands of apps stay cheap).
+/// The objects each owner (by uid) controls, so that a controller's look-up does not
+/// scan the namespace (thousands of apps stay cheap). Built once, then kept current
+/// from the store's changes (as upstream's informer indexers are), so a pass costs
+/// what changed.
 #[derive(Default)]
-pub(super) struct OwnerIndex(HashMap<String, Vec<Owned>>);
+pub(super) struct OwnerIndex(HashMap<String, BTreeMap<Key, Owned>>);
+
+/// The uid of the object's controller, if any.
+fn controller_uid(o: &Value) -> Option<&str> {
+    o["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+}
+
+/// The (kind, name) of the object's controller, if any.
+pub(super) fn controller_of(o: &Value) -> Option<(&str, &str)> {
+    let r = o["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?;
+    Some((r["kind"].as_str()?, r["name"].as_str()?))
+}
 
 impl OwnerIndex {
     pub(super) fn build(c: &Cluster, storage: &str) -> Self {
-        let mut idx: HashMap<String, Vec<Owned>> = HashMap::new();
-        for (owner, owned) in c.store.scan(storage, None, |o| {
-            let r = o["metadata"]["ownerReferences"]
-                .as_array()?
-                .iter()
-                .find(|r| r["controller"] == true)?;
-            Some((
-                r["uid"].as_str()?.to_string(),
-                Owned {
-                    ns: ns_of(o).to_string(),
-                    name: name_of(o).to_string(),
-                    uid: uid_of(o).to_string(),
-                    rv: rv_of(o).unwrap_or(0),
-                },
-            ))
-        }) {
-            idx.entry(owner).or_default().push(owned);
+        let mut idx = OwnerIndex::default();
+        for o in c.store.list_shared(storage) {
+            idx.insert(&o);
         }
-        OwnerIndex(idx)
+        idx
     }
 
-    fn of(&self, owner_uid: &str) -> &[Owned] {
-        self.0.get(owner_uid).map(Vec::as_slice).unwrap_or(&[])
+    fn insert(&mut self, o: &Value) {
+        if let Some(owner) = controller_uid(o) {
+            let owned = Owned {
+                uid: uid_of(o).to_string(),
+                rv: rv_of(o).unwrap_or(0),
+            };
+            self.0
+                .entry(owner.to_string())
+                .or_default()
+                .insert(key_of(o), owned);
+        }
+    }
+
+    fn remove(&mut self, o: &Value) {
+        if let Some(owner) = controller_uid(o)
+            && let Some(owned) = self.0.get_mut(owner)
+        {
+            owned.remove(&key_of(o));
+            if owned.is_empty() {
+                self.0.remove(owner);
+            }
+        }
+    }
+
+    /// Takes one change of the indexed storage into account (in resourceVersion order;
+    /// taking one twice changes nothing).
+    pub(super) fn apply(&mut self, change: &Change) {
+        if let Some(prev) = &change.prev {
+            self.remove(prev);
+        }
+        match change.event {
+            EventType::Deleted => self.remove(&change.object),
+            _ => self.insert(&change.object),
+        }
+    }
+
+    /// Every (owner uid, key, uid, resourceVersion), in order: tests compare indexes.
+    #[cfg(test)]
+    pub(super) fn entries(&self) -> Vec<(String, Key, String, u64)> {
+        let mut out: Vec<_> = self
+            .0
+            .iter()
+            .flat_map(|(owner, owned)| {
+                owned
+                    .iter()
+                    .map(|(k, o)| (owner.clone(), k.clone(), o.uid.clone(), o.rv))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn of(&self, owner_uid: &str) -> impl Iterator<Item = (&Key, &Owned)> {
+        self.0.get(owner_uid).into_iter().flatten()
     }
 
     /// Current copies of what `owner_uid` controls, plus `extra` names created since.
@@ -71,8 +135,7 @@ impl OwnerIndex {
     ) -> Vec<Value> {
         let mut names: Vec<(&str, &str)> = self
             .of(owner_uid)
-            .iter()
-            .map(|o| (o.ns.as_str(), o.name.as_str()))
+            .map(|((ns, n), _)| (ns.as_str(), n.as_str()))
             .chain(extra.iter().map(|(ns, n)| (ns.as_str(), n.as_str())))
             .collect();
         names.sort();
@@ -86,30 +149,36 @@ impl OwnerIndex {
 
     /// Uids of what `owner_uid` controls.
     pub(super) fn uids<'a>(&'a self, owner_uid: &str) -> impl Iterator<Item = &'a str> {
-        self.of(owner_uid).iter().map(|o| o.uid.as_str())
+        self.of(owner_uid).map(|(_, o)| o.uid.as_str())
     }
 
-    /// Feeds the names and resourceVersions of what `owner_uid` controls to `h`, in name
+    /// Feeds the names and resourceVersions of what `owner_uid` controls to `h`, in key
     /// order: a changed, new or deleted dependent changes the hash.
     pub(super) fn hash_owned(&self, owner_uid: &str, h: &mut impl Hasher) {
-        let mut owned: Vec<&Owned> = self.of(owner_uid).iter().collect();
-        owned.sort_by(|a, b| (&a.ns, &a.name).cmp(&(&b.ns, &b.name)));
-        for o in owned {
-            (&o.name, o.rv).hash(h);
+        for ((_, name), o) in self.of(owner_uid) {
+            (name, o.rv).hash(h);
         }
     }
 }
 
-/// Which objects a controller looks at in a pass. Upstream controllers sync an object
+/// What the work queue remembers of an object's last sync.
+struct Synced {
+    uid: String,
+    inputs: u64,
+    wake: Option<Instant>,
+}
+
+/// Which objects a controller syncs in a pass. Upstream controllers sync an object
 /// only when an informer event about it or its dependents queues it, or when a sync
-/// asked to be requeued at a time; a pass here does the same by remembering, per object
-/// (by uid), a hash of the resourceVersions its last sync read and when it asked to be
-/// looked at again. So a pass costs what changed, not what the store holds, and a
-/// rollout's pace does not depend on how many unrelated objects sit beside it.
+/// asked to be requeued at a time. A pass here is handed the keys whose object or
+/// dependents changed (`informer::Dirty`) plus those whose requeue time came
+/// ([`WorkQueue::due`]); the queue remembers, per key, a hash of the resourceVersions
+/// its last sync read and when it asked to be looked at again, and skips a sync whose
+/// inputs did not change. So a pass costs what changed, not what the store holds, and
+/// a rollout's pace does not depend on how many unrelated objects sit beside it.
 #[derive(Default)]
 pub(super) struct WorkQueue {
-    synced: HashMap<String, (u64, Option<Instant>)>,
-    seen: HashSet<String>,
+    synced: HashMap<Key, Synced>,
 }
 
 impl WorkQueue {
@@ -117,27 +186,46 @@ impl WorkQueue {
     /// time has not come; returns when it wants to be looked at again.
     pub(super) fn sync(
         &mut self,
+        key: &Key,
         uid: &str,
         inputs: u64,
         now: Instant,
         sync: impl FnOnce() -> Option<Instant>,
     ) -> Option<Instant> {
-        self.seen.insert(uid.to_string());
-        if let Some((last, wake)) = self.synced.get(uid)
-            && *last == inputs
-            && wake.is_none_or(|w| w > now)
+        if let Some(last) = self.synced.get(key)
+            && last.uid == uid
+            && last.inputs == inputs
+            && last.wake.is_none_or(|w| w > now)
         {
-            return *wake;
+            return last.wake;
         }
         let wake = sync();
-        self.synced.insert(uid.to_string(), (inputs, wake));
+        let synced = Synced {
+            uid: uid.to_string(),
+            inputs,
+            wake,
+        };
+        self.synced.insert(key.clone(), synced);
         wake
     }
 
-    /// Ends a pass: forgets the objects it did not see (deleted).
-    pub(super) fn end_pass(&mut self) {
-        let seen = std::mem::take(&mut self.seen);
-        self.synced.retain(|uid, _| seen.contains(uid));
+    /// The keys whose requeue time has come.
+    pub(super) fn due(&self, now: Instant) -> Vec<Key> {
+        self.synced
+            .iter()
+            .filter(|(_, s)| s.wake.is_some_and(|w| w <= now))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// The earliest requeue time asked for.
+    pub(super) fn next_wake(&self) -> Option<Instant> {
+        self.synced.values().filter_map(|s| s.wake).min()
+    }
+
+    /// Forgets an object that is gone.
+    pub(super) fn forget(&mut self, key: &Key) {
+        self.synced.remove(key);
     }
 }
 
@@ -199,6 +287,7 @@ mod tests {
     #[test]
     fn the_work_queue_syncs_on_changed_inputs_or_a_due_requeue_only() {
         let mut q = WorkQueue::default();
+        let a = ("default".to_string(), "a".to_string());
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(5);
         let mut syncs = 0;
@@ -206,18 +295,23 @@ mod tests {
             syncs += 1;
             wake
         };
-        assert_eq!(q.sync("a", 1, t0, || sync(Some(later))), Some(later));
+        assert_eq!(q.sync(&a, "u1", 1, t0, || sync(Some(later))), Some(later));
         // Same inputs, requeue not yet due: skipped, its requeue still reported.
-        assert_eq!(q.sync("a", 1, t0, || sync(None)), Some(later));
+        assert_eq!(q.sync(&a, "u1", 1, t0, || sync(None)), Some(later));
+        assert!(q.due(t0).is_empty());
+        assert_eq!(q.due(later), vec![a.clone()]);
+        assert_eq!(q.next_wake(), Some(later));
         // Changed inputs: synced.
-        assert_eq!(q.sync("a", 2, t0, || sync(None)), None);
-        assert_eq!(q.sync("a", 2, later, || sync(Some(later))), None);
-        q.end_pass();
-        // Forgotten when a pass did not see it: synced again when it shows up.
-        q.end_pass();
-        q.sync("a", 2, t0, || sync(Some(later)));
+        assert_eq!(q.sync(&a, "u1", 2, t0, || sync(None)), None);
+        assert_eq!(q.next_wake(), None);
+        // Another object under the same name (deleted and re-created): synced.
+        assert_eq!(q.sync(&a, "u2", 2, t0, || sync(Some(later))), Some(later));
+        // Forgotten once gone: synced again when it shows up.
+        q.forget(&a);
+        assert_eq!(q.next_wake(), None);
+        q.sync(&a, "u2", 2, t0, || sync(Some(later)));
         // The requeue time reached: synced although nothing changed.
-        q.sync("a", 2, later, || sync(None));
-        assert_eq!(syncs, 4);
+        q.sync(&a, "u2", 2, later, || sync(None));
+        assert_eq!(syncs, 5);
     }
 }
