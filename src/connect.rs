@@ -21,6 +21,8 @@ pub struct Connection {
     pub request_timeout: Option<Duration>,
     /// The API server's URL, as messages about it name it.
     pub server: String,
+    /// The proxy the connection goes through, if any (without its credentials).
+    pub proxy: Option<String>,
     /// The same connection without client-side retries: for checks through the API
     /// server's proxy, where a 503 is an answer to report, not a hiccup to retry.
     pub probe: kube::Client,
@@ -51,7 +53,7 @@ fn load_kubeconfig(opts: &GlobalOpts) -> Result<Option<Kubeconfig>> {
 
 /// Builds the client. Nothing is sent to the server here.
 pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
-    let (mut config, context, user) = match load_kubeconfig(opts)? {
+    let (mut config, context, user, kubeconfig_proxy) = match load_kubeconfig(opts)? {
         Some(kc) => {
             let context = match opts.context.clone().or_else(|| kc.current_context.clone()) {
                 Some(c) if !c.is_empty() => c,
@@ -90,6 +92,19 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
                     format!("user \"{u}\" not found in the kubeconfig"),
                 ));
             }
+            // The cluster's own proxy-url, told apart from kube's reading of HTTPS_PROXY
+            // (which it matches against NO_PROXY wrongly): `proxy_for` decides.
+            let cluster = opts
+                .cluster
+                .clone()
+                .or_else(|| named.context.as_ref().map(|c| c.cluster.clone()));
+            let kubeconfig_proxy = kc
+                .clusters
+                .iter()
+                .find(|c| Some(&c.name) == cluster.as_ref())
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.proxy_url.clone())
+                .filter(|p| !p.is_empty());
             let kco = KubeConfigOptions {
                 context: Some(context.clone()),
                 cluster: opts.cluster.clone(),
@@ -98,7 +113,7 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
             let config = kube::Config::from_custom_kubeconfig(kc, &kco)
                 .await
                 .map_err(|e| Error::Kubeconfig(e.to_string()))?;
-            (config, context, user)
+            (config, context, user, kubeconfig_proxy)
         }
         None => {
             let config = kube::Config::incluster().map_err(|_| {
@@ -108,6 +123,7 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
                 config,
                 "in-cluster".to_string(),
                 "serviceaccount".to_string(),
+                None,
             )
         }
     };
@@ -134,10 +150,10 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
         .to_string()
         .trim_end_matches('/')
         .to_string();
-    let (client, probe) =
-        clients(&config).map_err(|e| Error::kube("create a Kubernetes client", e))?;
+    let (client, probe, proxy) = clients(&config, kubeconfig_proxy.as_deref())?;
     Ok(Connection {
         server,
+        proxy,
         probe,
         client,
         namespace,
@@ -147,22 +163,136 @@ pub async fn connect(opts: &GlobalOpts) -> Result<Connection> {
     })
 }
 
-/// The client, and the probe client (the same without retries), from one TLS setup.
-fn clients(config: &kube::Config) -> kube::Result<(kube::Client, kube::Client)> {
-    if config.proxy_url.is_some() {
-        // kube's own stack answers proxies (with the error of a build without proxy support).
-        let mut probe = config.clone();
-        probe.default_retry = false;
-        return Ok((
-            kube::Client::try_from(config.clone())?,
-            kube::Client::try_from(probe)?,
-        ));
-    }
-    let tls = kube::client::ConfigExt::rustls_client_config(config)?;
+/// The client, and the probe client (the same without retries), from one TLS setup,
+/// through the proxy kubectl would use (`kubeconfig_proxy`: the cluster's `proxy-url`).
+fn clients(
+    config: &kube::Config,
+    kubeconfig_proxy: Option<&str>,
+) -> Result<(kube::Client, kube::Client, Option<String>)> {
+    let proxy = proxy_for(&config.cluster_url, kubeconfig_proxy)?;
+    let tls = kube::client::ConfigExt::rustls_client_config(config)
+        .map_err(|e| Error::kube("create a Kubernetes client", e))?;
+    let build = |tls, retry| {
+        client_for(config, tls, proxy.as_ref(), retry)
+            .map_err(|e| Error::kube("create a Kubernetes client", e))
+    };
+    let shown = proxy.as_ref().map(|p| shown(&p.uri));
     Ok((
-        client_for(config, tls.clone(), config.default_retry)?,
-        client_for(config, tls, false)?,
+        build(tls.clone(), config.default_retry)?,
+        build(tls, false)?,
+        shown,
     ))
+}
+
+/// The proxy to reach the API server through, chosen as kubectl (client-go) chooses:
+/// the cluster's `proxy-url` if the kubeconfig sets one; else `HTTPS_PROXY` (or
+/// `HTTP_PROXY` for an `http://` server) unless `NO_PROXY` lists the server's host, and
+/// never for `localhost` or a loopback address (Go's rule).
+fn proxy_for(server: &http::Uri, kubeconfig_proxy: Option<&str>) -> Result<Option<Intercept>> {
+    use hyper_util::client::proxy::matcher::Matcher;
+    let intercept = match kubeconfig_proxy {
+        Some(url) => {
+            let scheme = url.split_once("://").map(|(s, _)| s);
+            if !matches!(scheme, Some("http" | "https" | "socks5" | "socks5h")) {
+                return Err(Error::Kubeconfig(format!(
+                    "proxy-url {url:?} has no supported scheme (http://, socks5:// or socks5h://)"
+                )));
+            }
+            Matcher::builder().all(url).build().intercept(server)
+        }
+        None if is_loopback(server) => None,
+        None => {
+            let env = |names: [&str; 2]| {
+                names
+                    .iter()
+                    .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+                    .unwrap_or_default()
+            };
+            Matcher::builder()
+                .https(env(["HTTPS_PROXY", "https_proxy"]))
+                .http(env(["HTTP_PROXY", "http_proxy"]))
+                .no(env(["NO_PROXY", "no_proxy"]))
+                .build()
+                .intercept(server)
+        }
+    };
+    if let Some(i) = intercept
+        .as_ref()
+        .filter(|i| i.uri().scheme_str() == Some("https"))
+    {
+        return Err(Error::Other(format!(
+            "the proxy {} is an https:// proxy, which kubectl-bluegreen cannot use yet: use an http:// or socks5:// proxy",
+            shown(i.uri())
+        )));
+    }
+    Ok(intercept.map(|i| Intercept {
+        uri: i.uri().clone(),
+        basic_auth: i.basic_auth().cloned(),
+        login: i.raw_auth().map(|(u, p)| (u.to_string(), p.to_string())),
+    }))
+}
+
+/// A proxy's URL as messages show it (its credentials were already taken out).
+fn shown(uri: &http::Uri) -> String {
+    uri.to_string().trim_end_matches('/').to_string()
+}
+
+/// Whether the server is `localhost` or a loopback address.
+fn is_loopback(server: &http::Uri) -> bool {
+    let host = server.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A proxy in use: where it is and its credentials (HTTP proxies take a basic
+/// `Proxy-Authorization`, SOCKS5 ones a user and password).
+struct Intercept {
+    uri: http::Uri,
+    basic_auth: Option<http::HeaderValue>,
+    login: Option<(String, String)>,
+}
+
+/// The client over a direct TCP connection, an HTTP proxy's `CONNECT` tunnel or a SOCKS5
+/// proxy; TLS to the API server runs inside either, end to end.
+fn client_for(
+    config: &kube::Config,
+    tls: rustls::ClientConfig,
+    proxy: Option<&Intercept>,
+    retry: bool,
+) -> kube::Result<kube::Client> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
+
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    // As Go's net package (kubectl) does: HTTP/2 writes small frames that Nagle would hold.
+    tcp.set_nodelay(true);
+    let Some(proxy) = proxy else {
+        return client_over(config, tcp, tls, retry);
+    };
+    match proxy.uri.scheme_str() {
+        Some("http") => {
+            let mut tunnel = Tunnel::new(proxy.uri.clone(), tcp);
+            if let Some(auth) = &proxy.basic_auth {
+                tunnel = tunnel.with_auth(auth.clone());
+            }
+            client_over(config, tunnel, tls, retry)
+        }
+        Some(scheme @ ("socks5" | "socks5h")) => {
+            // socks5h: the proxy resolves the server's name; socks5: this machine does.
+            let mut socks = SocksV5::new(proxy.uri.clone(), tcp).local_dns(scheme == "socks5");
+            if let Some((user, password)) = &proxy.login {
+                socks = socks.with_auth(user.clone(), password.clone());
+            }
+            client_over(config, socks, tls, retry)
+        }
+        _ => Err(kube::Error::ProxyProtocolUnsupported {
+            proxy_url: Box::new(proxy.uri.clone()),
+        }),
+    }
 }
 
 /// kube's default client stack (base URL, retries of 5xx/429, credentials, impersonation
@@ -170,19 +300,26 @@ fn clients(config: &kube::Config) -> kube::Result<(kube::Client, kube::Client)> 
 /// does: the concurrent requests of a read round then share one TLS connection, where
 /// HTTP/1.1 opens one per request in flight (each a TCP and a TLS handshake, two round
 /// trips before the request's own). Servers without HTTP/2 get HTTP/1.1 by ALPN.
-fn client_for(
+fn client_over<C>(
     config: &kube::Config,
+    transport: C,
     tls: rustls::ClientConfig,
     retry: bool,
-) -> kube::Result<kube::Client> {
-    use hyper_util::client::legacy::connect::HttpConnector;
+) -> kube::Result<kube::Client>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Send
+        + Unpin
+        + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<tower::BoxError>,
+{
     use kube::client::ConfigExt;
     use tower::ServiceBuilder;
 
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    // As Go's net package (kubectl) does: HTTP/2 writes small frames that Nagle would hold.
-    tcp.set_nodelay(true);
     let mut tls = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
@@ -193,7 +330,7 @@ fn client_for(
         tls = tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
     let mut connector =
-        hyper_timeout::TimeoutConnector::new(tls.enable_all_versions().wrap_connector(tcp));
+        hyper_timeout::TimeoutConnector::new(tls.enable_all_versions().wrap_connector(transport));
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);

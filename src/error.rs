@@ -146,6 +146,25 @@ impl Error {
         }
     }
 
+    /// Why no connection to the API server could be made (name lookup, TCP, proxy, TLS),
+    /// as its innermost cause says it; `None` for a failure after connecting.
+    pub fn connect_failure(&self) -> Option<String> {
+        let Error::Kube { source, .. } = self else {
+            return None;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source);
+        let mut connecting = false;
+        let mut innermost = None;
+        while let Some(e) = cause {
+            connecting |= e
+                .downcast_ref::<hyper_util::client::legacy::Error>()
+                .is_some_and(|e| e.is_connect());
+            innermost = Some(e);
+            cause = e.source();
+        }
+        innermost.filter(|_| connecting).map(|e| e.to_string())
+    }
+
     /// Whether the API server refused the TCP connection (nothing listens there).
     pub fn is_connection_refused(&self) -> bool {
         let Error::Kube { source, .. } = self else {

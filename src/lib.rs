@@ -67,17 +67,25 @@ pub async fn run_with(request: Request, mut io: Io) -> Result<()> {
     }
     let conn = connect::connect(&request.connection).await?;
     let server = conn.server.clone();
+    let proxy = conn.proxy.clone();
     let mut env = Env::new(conn, io, request.verb.machine_output());
     let outcome = run_verb(&mut env, request.verb).await;
-    // Said the way kubectl says it: the user's first question is which server.
-    outcome.map_err(|e| {
-        if e.is_connection_refused() {
-            error::Error::Lost(format!(
-                "the connection to the server {server} was refused - did you specify the right host or port? ({e})"
-            ))
-        } else {
-            e
+    // Said the way kubectl says it: the user's first question is which server (and, through
+    // a proxy, whether it was the proxy that failed).
+    outcome.map_err(|e| match (&proxy, e.is_connection_refused(), e.connect_failure()) {
+        (None, true, _) => error::Error::Lost(format!(
+            "the connection to the server {server} was refused - did you specify the right host or port? ({e})"
+        )),
+        (Some(proxy), true, _) => error::Error::Lost(format!(
+            "the connection to the proxy {proxy} (for the server {server}) was refused - check HTTPS_PROXY or the kubeconfig's proxy-url ({e})"
+        )),
+        (None, false, Some(why)) => {
+            error::Error::Lost(format!("unable to connect to the server {server}: {why}"))
         }
+        (Some(proxy), false, Some(why)) => error::Error::Lost(format!(
+            "unable to connect to the server {server} through the proxy {proxy}: {why}"
+        )),
+        (_, false, None) => e,
     })
 }
 

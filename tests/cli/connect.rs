@@ -248,3 +248,256 @@ async fn an_unreachable_api_server_is_one_line() {
         "{out:?}"
     );
 }
+
+/// An HTTP proxy that answers `CONNECT host:port` by connecting to 127.0.0.1:port (its
+/// own name resolution: every host is this machine) and records each request's target
+/// and `Proxy-Authorization`.
+struct ConnectProxy {
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl ConnectProxy {
+    async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut client = BufReader::new(client);
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if client.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let target = head[0].split(' ').nth(1).unwrap_or_default().to_string();
+                    let auth = head
+                        .iter()
+                        .find_map(|h| {
+                            h.to_ascii_lowercase()
+                                .starts_with("proxy-authorization:")
+                                .then(|| h[20..].trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    log.lock().unwrap().push((target.clone(), auth));
+                    let port = target.rsplit(':').next().unwrap_or_default();
+                    let Ok(mut upstream) =
+                        tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await
+                    else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        ConnectProxy { url, seen }
+    }
+
+    fn seen(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// A SOCKS5 proxy (no authentication) that connects every target to 127.0.0.1 on the
+/// target's port, and records each target as `host:port` (a name for socks5h).
+async fn socks5_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("socks5h://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut greeting = [0u8; 2];
+                client.read_exact(&mut greeting).await?;
+                let mut methods = vec![0u8; greeting[1] as usize];
+                client.read_exact(&mut methods).await?;
+                client.write_all(&[5, 0]).await?;
+                let mut request = [0u8; 4];
+                client.read_exact(&mut request).await?;
+                let host = match request[3] {
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        client.read_exact(&mut ip).await?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    _ => {
+                        let len = client.read_u8().await? as usize;
+                        let mut name = vec![0u8; len];
+                        client.read_exact(&mut name).await?;
+                        String::from_utf8_lossy(&name).into_owned()
+                    }
+                };
+                let port = client.read_u16().await?;
+                log.lock().unwrap().push(format!("{host}:{port}"));
+                let mut upstream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                client.write_all(&[5, 0, 0, 1, 127, 0, 0, 1, 0, 0]).await?;
+                tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+                Ok::<_, std::io::Error>(())
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// Proxies as kubectl uses them: the kubeconfig's `proxy-url` for its cluster, else
+/// `HTTPS_PROXY` unless `NO_PROXY` names the host, never for loopback. TLS to the API
+/// server runs end to end inside the proxy's tunnel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxies_are_used_where_kubectl_uses_them() {
+    let world = World::new(&[CONTRACT]).await;
+    let proxy = ConnectProxy::start().await;
+    let port = world.sim.url().rsplit(':').next().unwrap().to_string();
+    let run = |kubeconfig: std::path::PathBuf, env: Vec<(&'static str, String)>| {
+        let mut cmd = world.command(&crate::plugin_bin(), &["status", "shop"]);
+        for var in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("KUBECONFIG", kubeconfig);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        async move {
+            let out = cmd.output().await.unwrap();
+            Out {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        }
+    };
+    let with_credentials = proxy.url.replace("http://", "http://ops:s3cret@");
+
+    // The sim on 127.0.0.1: loopback never goes through HTTPS_PROXY (it used to fail).
+    let out = run(world.kubeconfig(), vec![("HTTPS_PROXY", proxy.url.clone())]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(proxy.seen(), vec![]);
+
+    // A server by name (the proxy resolves every name to this machine): tunnelled, with
+    // the proxy's credentials, and TLS still checks the server's certificate.
+    let named = world
+        .sim
+        .kubeconfig_yaml()
+        .replace(
+            world.sim.url(),
+            &format!("https://apiserver.bluegreen.test:{port}"),
+        )
+        .replace(
+            "    certificate-authority-data",
+            "    tls-server-name: localhost\n    certificate-authority-data",
+        );
+    let named = world.file("named", &named);
+    let out = run(
+        named.clone(),
+        vec![("HTTPS_PROXY", with_credentials.clone())],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("shop-blue"), "{out:?}");
+    let seen = proxy.seen();
+    assert!(!seen.is_empty());
+    for (target, auth) in seen {
+        assert_eq!(target, format!("apiserver.bluegreen.test:{port}"));
+        assert_eq!(auth, "Basic b3BzOnMzY3JldA==");
+    }
+
+    // NO_PROXY names the domain: the proxy is passed by (and the name does not resolve).
+    let env = vec![
+        ("HTTPS_PROXY", proxy.url.clone()),
+        ("NO_PROXY", ".bluegreen.test".to_string()),
+    ];
+    let out = run(named.clone(), env).await;
+    one_line_error(&out, 1, "apiserver.bluegreen.test");
+    assert_eq!(proxy.seen(), vec![]);
+
+    // A proxy that is not there: said of the proxy, without its credentials.
+    let dead = format!("http://ops:s3cret@127.0.0.1:{}", free_port());
+    let out = run(named.clone(), vec![("HTTPS_PROXY", dead.clone())]).await;
+    one_line_error(
+        &out,
+        1,
+        &format!("the proxy {}", dead.replace("ops:s3cret@", "")),
+    );
+    assert!(!out.stderr.contains("s3cret"), "{out:?}");
+
+    // The kubeconfig's proxy-url is the cluster's own: used even for loopback, and
+    // before HTTPS_PROXY (here a dead one).
+    let via = world.sim.kubeconfig_yaml().replace(
+        "    certificate-authority-data",
+        &format!(
+            "    proxy-url: {}\n    certificate-authority-data",
+            proxy.url
+        ),
+    );
+    let via = world.file("via-proxy", &via);
+    let env = vec![("HTTPS_PROXY", "http://127.0.0.1:9".to_string())];
+    let out = run(via, env).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let seen = proxy.seen();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|(t, _)| *t == format!("127.0.0.1:{port}")),
+        "{seen:?}"
+    );
+
+    // A SOCKS5 proxy-url, socks5h: the proxy is given the server's name to resolve.
+    let (socks, socks_seen) = socks5_proxy().await;
+    let kc = std::fs::read_to_string(&named).unwrap().replace(
+        "    certificate-authority-data",
+        &format!("    proxy-url: {socks}\n    certificate-authority-data"),
+    );
+    let out = run(world.file("via-socks", &kc), vec![]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let seen = socks_seen.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|t| *t == format!("apiserver.bluegreen.test:{port}")),
+        "{seen:?}"
+    );
+
+    // A proxy-url this build cannot speak: one line, nothing sent.
+    let ftp = world.sim.kubeconfig_yaml().replace(
+        "    certificate-authority-data",
+        "    proxy-url: ftp://127.0.0.1:21\n    certificate-authority-data",
+    );
+    let out = run(world.file("ftp-proxy", &ftp), vec![]).await;
+    one_line_error(&out, 3, "proxy-url");
+    let env = vec![("HTTPS_PROXY", "https://127.0.0.1:3129".to_string())];
+    let out = run(named, env).await;
+    one_line_error(&out, 1, "https:// proxy");
+}
+
+/// A port nothing listens on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
