@@ -4,8 +4,10 @@
 //! with a captured buffer and a fixed clock (`Io` fields), so every verb runs in-process.
 
 use crate::connect::Connection;
+use crate::observe::ReadHints;
 use crate::render::Style;
 use std::io::Write;
+use std::path::PathBuf;
 
 /// The wall clock (history entries, Events, Lease times, "ago" columns).
 pub type Clock = fn() -> jiff::Timestamp;
@@ -23,6 +25,8 @@ pub struct Io {
     pub tty_err: bool,
     /// `NO_COLOR` is set (and not empty).
     pub no_color: bool,
+    /// kubectl's cache directory, where reads keep their hints (None: no hints).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Io {
@@ -39,6 +43,7 @@ impl Io {
             tty: std::io::stdout().is_terminal(),
             tty_err: std::io::stderr().is_terminal(),
             no_color: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+            cache_dir: crate::observe::kubectl_cache_dir(),
         }
     }
 }
@@ -52,11 +57,17 @@ pub struct Env {
     pub style: Style,
     pub tty: bool,
     pub tty_err: bool,
+    /// This server's read hints (observe/hints.rs).
+    pub hints: Option<ReadHints>,
 }
 
 impl Env {
     pub fn new(conn: Connection, io: Io, machine_output: bool) -> Env {
         Env {
+            hints: io
+                .cache_dir
+                .as_deref()
+                .map(|dir| ReadHints::under(dir, &conn.server)),
             conn,
             style: Style {
                 color: io.tty && !machine_output && !io.no_color,

@@ -266,7 +266,8 @@ async fn observe(env: &Env, name: &str, intent: Option<&Intent>) -> Result<Snaps
         Some(Intent::Init(req)) => req.color_label.as_deref(),
         _ => None,
     };
-    let reader = Reader::new(&env.conn.client, env.conn.request_timeout);
+    let reader =
+        Reader::new(&env.conn.client, env.conn.request_timeout).with_hints(env.hints.as_ref());
     observe::app(&reader, &env.conn.namespace, name, color_label).await
 }
 

@@ -9,7 +9,8 @@ use crate::render::{self, Format, history::AppHistory};
 
 pub async fn run(env: &mut Env, app: &str, output: Output) -> Result<()> {
     let ns = env.conn.namespace.clone();
-    let reader = Reader::view(&env.conn.client, env.conn.request_timeout);
+    let reader =
+        Reader::view(&env.conn.client, env.conn.request_timeout).with_hints(env.hints.as_ref());
     let snap = observe::app(&reader, &ns, app, None).await?;
     let app = model::find_app(&snap, &ns, app)?;
     let text = match output {

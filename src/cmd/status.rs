@@ -22,7 +22,8 @@ pub async fn run(env: &mut Env, target: &Target, output: Output, follow: bool) -
     let scope = Scope::Namespace(ns.clone());
     let client = env.conn.client.clone();
     let timeout = env.conn.request_timeout;
-    let reader = Reader::view(&client, timeout);
+    let hints = env.hints.clone();
+    let reader = Reader::view(&client, timeout).with_hints(hints.as_ref());
     let apps = match target {
         Target::App(name) => {
             let snap = observe::app(&reader, &ns, name, None).await?;

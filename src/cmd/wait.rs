@@ -20,9 +20,10 @@ pub async fn run(
     let progress = Progress::new(env.tty_err, false);
     let left = || deadline.saturating_duration_since(tokio::time::Instant::now());
     // Fresh: a script acts on what wait says.
+    let hints = env.hints.clone();
     let reader = Reader {
         detail: Detail::Lean,
-        ..Reader::new(&client, env.conn.request_timeout)
+        ..Reader::new(&client, env.conn.request_timeout).with_hints(hints.as_ref())
     };
     let snap = observe::app(&reader, &ns, app, None).await?;
     let app = model::find_app(&snap, &ns, app)?;

@@ -152,7 +152,8 @@ async fn frames(
 ) -> Result<()> {
     let ns = env.conn.namespace.clone();
     let client = env.conn.client.clone();
-    let reader = Reader::view(&client, env.conn.request_timeout);
+    let hints = env.hints.clone();
+    let reader = Reader::view(&client, env.conn.request_timeout).with_hints(hints.as_ref());
     let mut selection: Option<Selection> = None;
     let mut events: BoxStream<'static, ()> = stream::pending().boxed();
     let mut last = String::new();

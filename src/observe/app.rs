@@ -15,8 +15,15 @@
 //! 3. Only when a ReplicaSet's owner Deployment was not among round 2's (its own labels
 //!    lack the pod labels): those Deployments, by name.
 //!
+//! Round 2's questions change only when the app's Services do, so round 1 also sends
+//! last time's (observe/hints.rs): when round 1 shows the same questions, their answers
+//! stand for round 2 and a read of a known app takes one round trip; when not, they are
+//! dropped (errors too) and round 2 asks anew. A hint costs a wasted round's worth of
+//! small, selected lists at most, never a wrong answer.
+//!
 //! Without any Service: the namespace itself, so that a missing namespace is said.
 
+use super::hints::FollowUp;
 use super::{Query, Reader, Scope, Snapshot};
 use crate::error::{Error, Reason, Result};
 use crate::model::{
@@ -24,7 +31,8 @@ use crate::model::{
     is_app_service, selector_of,
 };
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,24 +58,40 @@ async fn read(
     let by_name = format!("metadata.name={name}");
     let by_label = format!("{APP_LABEL}={name}");
 
-    // Round 1.
-    let (named, labelled, hpas) = tokio::try_join!(
-        reader.list::<Service>(
-            &scope,
-            Query {
-                fields: Some(&by_name),
-                labels: None
+    // Round 1, with last time's round 2 as a guess (not for init: what it adopts with
+    // changes the questions).
+    let hints = reader.hints.filter(|_| color_label.is_none());
+    let guess = hints.and_then(|h| h.load(namespace, name));
+    let round_1 = async {
+        tokio::try_join!(
+            reader.list::<Service>(
+                &scope,
+                Query {
+                    fields: Some(&by_name),
+                    labels: None
+                }
+            ),
+            reader.list::<Service>(
+                &scope,
+                Query {
+                    labels: Some(&by_label),
+                    fields: None
+                }
+            ),
+            reader.list(&scope, Query::default()),
+        )
+    };
+    let guessed = async {
+        match guess {
+            Some(guess) => {
+                let answers = ask(reader, &scope, &guess).await;
+                Some((guess, answers))
             }
-        ),
-        reader.list::<Service>(
-            &scope,
-            Query {
-                labels: Some(&by_label),
-                fields: None
-            }
-        ),
-        reader.list(&scope, Query::default()),
-    )?;
+            None => None,
+        }
+    };
+    let (round_1, guessed) = tokio::join!(round_1, guessed);
+    let (named, labelled, hpas) = round_1?;
     let unlabelled = named.iter().any(|s| {
         is_app_service(s)
             && s.metadata
@@ -109,7 +133,6 @@ async fn read(
     if let Some(key) = color_label {
         pod_labels.remove(key);
     }
-    let pods_selector = selector(&pod_labels, &color_label_of(anchor));
     let previews: BTreeSet<String> = app_services
         .iter()
         .filter_map(|s| annotation(s, PREVIEW_ANNOTATION))
@@ -131,56 +154,26 @@ async fn read(
             .filter_map(|s| annotation(s, PREVIEW_ANNOTATION))
             .map(String::from),
     );
-    let slices_selector = format!(
-        "{SERVICE_NAME_LABEL} in ({})",
-        served.iter().cloned().collect::<Vec<_>>().join(",")
-    );
-    let pods_query = Query {
-        labels: Some(&pods_selector),
-        fields: None,
+    let follow_up = FollowUp {
+        pods: selector(&pod_labels, &color_label_of(anchor)),
+        slices: format!(
+            "{SERVICE_NAME_LABEL} in ({})",
+            served.iter().cloned().collect::<Vec<_>>().join(",")
+        ),
+        previews: previews.into_iter().collect(),
+        all_services: unlabelled,
     };
 
-    // Round 2.
-    let (deployments, replicasets, pods, slices, preview_services, all_services) = tokio::try_join!(
-        reader.list::<Deployment>(&scope, pods_query),
-        reader.list::<ReplicaSet>(&scope, pods_query),
-        reader.list(&scope, pods_query),
-        reader.list(
-            &scope,
-            Query {
-                labels: Some(&slices_selector),
-                fields: None
+    // Round 2, unless the guess sent with round 1 asked the same.
+    let (deployments, replicasets, pods, slices, preview_services, all_services) = match guessed {
+        Some((guess, answers)) if guess == follow_up => answers?,
+        _ => {
+            if let Some(hints) = hints {
+                hints.save(namespace, name, &follow_up);
             }
-        ),
-        async {
-            let mut found = Vec::new();
-            for p in &previews {
-                let field = format!("metadata.name={p}");
-                found.extend(
-                    reader
-                        .list::<Service>(
-                            &scope,
-                            Query {
-                                fields: Some(&field),
-                                labels: None,
-                            },
-                        )
-                        .await?,
-                );
-            }
-            Ok(found)
-        },
-        async {
-            if unlabelled {
-                reader
-                    .list::<Service>(&scope, Query::default())
-                    .await
-                    .map(Some)
-            } else {
-                Ok(None)
-            }
-        },
-    )?;
+            ask(reader, &scope, &follow_up).await?
+        }
+    };
     services.extend(preview_services);
     if let Some(all) = all_services {
         // Keep a Service that names NAME as its preview: the model then says whose.
@@ -235,6 +228,65 @@ async fn read(
         pods,
         hpas,
     })
+}
+
+/// Round 2's answers: the Deployments, ReplicaSets and Pods carrying the app's pod
+/// labels, the EndpointSlices of its Services, the preview Services by name, and (only
+/// when asked) the namespace's Services.
+type Answers = (
+    Vec<Deployment>,
+    Vec<ReplicaSet>,
+    Vec<Pod>,
+    Vec<EndpointSlice>,
+    Vec<Service>,
+    Option<Vec<Service>>,
+);
+
+async fn ask(reader: &Reader<'_>, scope: &Scope, asked: &FollowUp) -> Result<Answers> {
+    let pods = Query {
+        labels: Some(&asked.pods),
+        fields: None,
+    };
+    tokio::try_join!(
+        reader.list::<Deployment>(scope, pods),
+        reader.list::<ReplicaSet>(scope, pods),
+        reader.list(scope, pods),
+        reader.list(
+            scope,
+            Query {
+                labels: Some(&asked.slices),
+                fields: None
+            }
+        ),
+        async {
+            let mut found = Vec::new();
+            for p in &asked.previews {
+                let field = format!("metadata.name={p}");
+                found.extend(
+                    reader
+                        .list::<Service>(
+                            scope,
+                            Query {
+                                fields: Some(&field),
+                                labels: None,
+                            },
+                        )
+                        .await?,
+                );
+            }
+            Ok(found)
+        },
+        async {
+            if asked.all_services {
+                reader
+                    .list::<Service>(scope, Query::default())
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        },
+    )
 }
 
 /// A label selector for the app's pods: its pod labels, or (when the Service selects by

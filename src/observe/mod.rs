@@ -14,10 +14,12 @@
 //! and may lag by a moment — harmless for a table a person looks at.
 
 mod app;
+mod hints;
 mod slim;
 mod stream;
 
 pub use app::app;
+pub use hints::{ReadHints, kubectl_cache_dir};
 
 use crate::error::{Error, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -92,6 +94,8 @@ pub struct Reader<'a> {
     pub timeout: Option<Duration>,
     pub freshness: Freshness,
     pub detail: Detail,
+    /// Where an app's read keeps what its round 2 asked (None: every read asks anew).
+    pub hints: Option<&'a ReadHints>,
 }
 
 /// A list's selectors (`None`: all objects of the namespace).
@@ -139,6 +143,7 @@ impl<'a> Reader<'a> {
             timeout,
             freshness: Freshness::Fresh,
             detail: Detail::Full,
+            hints: None,
         }
     }
 
@@ -149,7 +154,13 @@ impl<'a> Reader<'a> {
             timeout,
             freshness: Freshness::Cached,
             detail: Detail::Lean,
+            hints: None,
         }
+    }
+
+    /// The same reader, guessing an app's round 2 from `hints` (observe/hints.rs).
+    pub fn with_hints(self, hints: Option<&'a ReadHints>) -> Self {
+        Reader { hints, ..self }
     }
 
     fn params(&self, q: Query<'_>) -> ListParams {

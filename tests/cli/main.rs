@@ -124,6 +124,8 @@ impl World {
             tty: false,
             tty_err: false,
             no_color: true,
+            // As the plugin's own process would keep them, under this world's HOME.
+            cache_dir: Some(self.dir.path().join(".kube/cache")),
         };
         let outcome = match cli.into_request() {
             Ok(request) => kubectl_bluegreen::run_with(request, io).await,

@@ -129,24 +129,39 @@ async fn machine_output_is_versioned_and_complete() {
     );
 }
 
+/// A request as the sim logged it: method, path and query.
+fn line(e: &bluegreen_sim::LogEntry) -> String {
+    format!("{} {}?{}", e.method, e.path, e.query)
+}
+
+/// The requests of one command, in order of arrival.
+fn requests_of(world: &World) -> Vec<bluegreen_sim::LogEntry> {
+    let mut log = world.sim.cluster().request_log();
+    log.sort_by_key(|e| e.arrived);
+    log
+}
+
+/// Whether every request of `round` was in flight at one moment.
+fn in_flight_together(round: &[bluegreen_sim::LogEntry]) -> bool {
+    round.iter().map(|e| e.arrived).max() < round.iter().map(|e| e.completed).min()
+}
+
 /// `status APP` reads in two rounds of concurrent, selected lists (observe/app.rs): the
 /// app's Services (by name and by label) and the HPAs; then what the Services select.
+/// Round 2's questions are kept as a hint (observe/hints.rs), so the next read of the
+/// app sends them along with round 1: one round, the same requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_reads_the_app_in_two_concurrent_rounds() {
+async fn status_reads_a_new_app_in_two_concurrent_rounds_and_a_known_one_in_one() {
     let world = World::new(&[CONTRACT]).await;
     world.sim.cluster().set_timing(Timing {
         latency: Duration::from_millis(300),
         ..Timing::default()
     });
     world.sim.cluster().clear_request_log();
-    let out = world.plugin(&["status", "shop"]).await;
-    assert_eq!(out.code, 0, "{out:?}");
-    let mut log = world.sim.cluster().request_log();
-    log.sort_by_key(|e| e.arrived);
-    let lines: Vec<String> = log
-        .iter()
-        .map(|e| format!("{} {}?{}", e.method, e.path, e.query))
-        .collect();
+    let cold = world.plugin(&["status", "shop", "-o", "json"]).await;
+    assert_eq!(cold.code, 0, "{cold:?}");
+    let log = requests_of(&world);
+    let lines: Vec<String> = log.iter().map(line).collect();
     let has = |e: &bluegreen_sim::LogEntry, path: &str, query: &str| {
         e.path.ends_with(path) && e.query.contains(query)
     };
@@ -183,16 +198,82 @@ async fn status_reads_the_app_in_two_concurrent_rounds() {
         );
     }
     assert_eq!(log.len(), 8, "{lines:#?}");
-    let overlapping = |round: &[bluegreen_sim::LogEntry]| {
-        round.iter().map(|e| e.arrived).max() < round.iter().map(|e| e.completed).min()
-    };
-    assert!(overlapping(first), "round 1 in flight together: {log:#?}");
-    assert!(overlapping(second), "round 2 in flight together: {log:#?}");
+    assert!(
+        in_flight_together(first),
+        "round 1 in flight together: {log:#?}"
+    );
+    assert!(
+        in_flight_together(second),
+        "round 2 in flight together: {log:#?}"
+    );
+    assert!(
+        !in_flight_together(&log),
+        "a new app's round 2 waits for round 1: {log:#?}"
+    );
     assert!(
         log.iter()
             .all(|e| e.method == "GET" && e.query.contains("resourceVersion=0")),
         "lists from the watch cache: {lines:#?}"
     );
+
+    world.sim.cluster().clear_request_log();
+    let warm = world.plugin(&["status", "shop", "-o", "json"]).await;
+    assert_eq!(warm.stdout, cold.stdout, "the same table from one round");
+    let again = requests_of(&world);
+    let mut asked: Vec<String> = again.iter().map(line).collect();
+    let mut before = lines.clone();
+    asked.sort();
+    before.sort();
+    assert_eq!(asked, before, "the same requests");
+    assert!(in_flight_together(&again), "all in one round: {again:#?}");
+}
+
+/// A hint that no longer fits (here: selectors of another app, as after the Service's
+/// selector was edited) costs its requests and a second round, never a wrong table; the
+/// hint is then mended, so the next read takes one round again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_read_hint_costs_a_round_never_a_wrong_answer() {
+    let world = World::new(&[CONTRACT]).await;
+    let cold = world.plugin(&["status", "shop", "-o", "json"]).await;
+    assert_eq!(cold.code, 0, "{cold:?}");
+    let file = std::fs::read_dir(world.dir.path().join(".kube/cache/bluegreen"))
+        .unwrap()
+        .next()
+        .expect("one server's hints")
+        .unwrap()
+        .path()
+        .join("default/shop.json");
+    let kept = std::fs::read_to_string(&file).unwrap();
+    let stale = kept
+        .replace(
+            "app.kubernetes.io/name=shop",
+            "app.kubernetes.io/name=other",
+        )
+        .replace("(shop,shop-preview)", "(other)");
+    assert_ne!(stale, kept, "{kept}");
+    for wrong in [stale.as_str(), "{not json", ""] {
+        std::fs::write(&file, wrong).unwrap();
+        world.sim.cluster().set_timing(Timing {
+            latency: Duration::from_millis(200),
+            ..Timing::default()
+        });
+        world.sim.cluster().clear_request_log();
+        let out = world.plugin(&["status", "shop", "-o", "json"]).await;
+        assert_eq!(out.stdout, cold.stdout, "hint {wrong:?}");
+        let log = requests_of(&world);
+        let lines: Vec<String> = log.iter().map(line).collect();
+        assert!(!in_flight_together(&log), "two rounds: {lines:#?}");
+        let wasted = if wrong == stale { 5 } else { 0 };
+        assert_eq!(log.len(), 8 + wasted, "hint {wrong:?}: {lines:#?}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), kept, "mended");
+
+        world.sim.cluster().clear_request_log();
+        let out = world.plugin(&["status", "shop", "-o", "json"]).await;
+        assert_eq!(out.stdout, cold.stdout);
+        let log = requests_of(&world);
+        assert!(in_flight_together(&log), "one round again: {log:#?}");
+        world.sim.cluster().set_timing(Timing::default());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
