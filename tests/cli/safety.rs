@@ -582,7 +582,19 @@ enum Inject {
     Watch(usize),
     Latency(u64),
     LeaseRenewals,
+    /// The plugin's read hints (observe/hints.rs) made stale in one of their questions,
+    /// as another machine's edit of the Services would leave them.
+    StaleHint(u64),
 }
+
+/// What a stale hint gets wrong, by `Inject::StaleHint`'s number.
+const STALE_HINTS: [&str; 5] = [
+    "pods of another app",
+    "pods by the color alone",
+    "slices of one Service too few",
+    "a preview Service that is not there",
+    "broken JSON",
+];
 
 impl Inject {
     fn label(&self) -> String {
@@ -596,6 +608,7 @@ impl Inject {
             Inject::Watch(n) => format!("watches cut after {n} events"),
             Inject::Latency(ms) => format!("API latency {ms}ms"),
             Inject::LeaseRenewals => "update leases: 0,500,500,500".into(),
+            Inject::StaleHint(k) => format!("stale read hint: {}", STALE_HINTS[*k as usize]),
         }
     }
 }
@@ -715,6 +728,8 @@ struct Report {
     commands: usize,
     kills: usize,
     faults: usize,
+    /// Read hint files made stale before a command (`Inject::StaleHint`).
+    stale_hints: usize,
     changes: u64,
     operator_edits: usize,
     /// Writes that raced an operator's switch to their slot and were undone (exit 5/9).
@@ -804,7 +819,8 @@ impl Trial<'_> {
         services.push(self.app.preview.to_string());
         let svc = self.rng.pick(&services).clone();
         let active = self.rng.pick(&self.app.active).to_string();
-        match self.rng.below(9) {
+        match self.rng.below(10) {
+            9 => Inject::StaleHint(self.rng.below(STALE_HINTS.len() as u64)),
             0 => Inject::Forbid(active),
             1 => Inject::Forbid(svc),
             2 => Inject::Conflict(svc, self.rng.range(1, 2) as u32),
@@ -854,7 +870,8 @@ impl Trial<'_> {
         Step::Run { cmd, inject, mode }
     }
 
-    fn apply(&self, inject: &Inject) {
+    /// Injects the fault; returns how many read hints it made stale.
+    fn apply(&self, inject: &Inject) -> usize {
         let c = self.cluster();
         match inject {
             Inject::Forbid(s) => {
@@ -896,7 +913,59 @@ impl Trial<'_> {
                 "leases",
                 FaultAction::Sequence([0, 500, 500, 500].into()),
             )),
+            Inject::StaleHint(k) => return self.stale_hints(*k),
         }
+        0
+    }
+
+    /// Rewrites every read hint the plugin kept in this world's HOME (none before the
+    /// trial's first read) with one question wrong; returns how many.
+    fn stale_hints(&self, k: u64) -> usize {
+        let root = self.world.dir.path().join(".kube/cache/bluegreen");
+        let files = std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|server| std::fs::read_dir(server.path().join("default")))
+            .flatten()
+            .flatten()
+            .map(|f| f.path());
+        let mut made = 0;
+        for file in files {
+            let Ok(mut hint) = serde_json::from_slice::<Value>(&std::fs::read(&file).unwrap())
+            else {
+                continue;
+            };
+            let text = match k {
+                0 => {
+                    hint["pods"] = "app.kubernetes.io/name=another".into();
+                    hint.to_string()
+                }
+                1 => {
+                    hint["pods"] = "bluegreen.io/color".into();
+                    hint.to_string()
+                }
+                2 => {
+                    let slices = hint["slices"].as_str().unwrap_or_default().to_string();
+                    let names = slices
+                        .trim_start_matches("kubernetes.io/service-name in (")
+                        .trim_end_matches(')');
+                    // With one Service, `in ()`: a selector the server refuses.
+                    let fewer: Vec<&str> = names.split(',').skip(1).collect();
+                    hint["slices"] =
+                        format!("kubernetes.io/service-name in ({})", fewer.join(",")).into();
+                    hint.to_string()
+                }
+                3 => {
+                    hint["previews"] = serde_json::json!(["not-there"]);
+                    hint.to_string()
+                }
+                _ => "{\"pods\": ".into(),
+            };
+            std::fs::write(&file, text).unwrap();
+            made += 1;
+        }
+        made
     }
 
     fn clear_injections(&self) {
@@ -1076,7 +1145,7 @@ impl Trial<'_> {
         if let Some(i) = &inject {
             write!(desc, " [{}]", i.label()).unwrap();
             self.report.faults += 1;
-            self.apply(i);
+            self.report.stale_hints += self.apply(i);
         }
         self.shared.lock().unwrap().step = format!("step {n}: {desc}");
         let mut results: Vec<(i32, String)> = Vec::new();
@@ -1524,6 +1593,11 @@ fn figures(reports: &[Report]) -> String {
         &mut out,
         "faults injected",
         sum(&|r| r.faults as u64).to_string(),
+    );
+    row(
+        &mut out,
+        "read hints made stale before a command",
+        sum(&|r| r.stale_hints as u64).to_string(),
     );
     row(
         &mut out,
