@@ -7,7 +7,7 @@
 use crate::env::Clock;
 use crate::error::{Error, Reason, Result};
 use crate::lease::LeaseGuard;
-use crate::plan::{NotLive, Step};
+use crate::plan::{NotLive, Step, SwitchEvent};
 use crate::progress::Progress;
 use crate::verify;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -198,10 +198,16 @@ impl Applier<'_> {
         }
     }
 
-    /// Whether an Event with `reason` on the Service was recorded at or after `since`.
-    async fn event_recorded(&self, service: &str, reason: &str, since: &str) -> bool {
-        let Ok(since) = since.parse::<jiff::Timestamp>() else {
+    /// Whether the Event of `switch`, with `reason`, is on the Service.
+    async fn event_recorded(&self, service: &str, reason: &str, switch: &SwitchEvent) -> bool {
+        let Ok(since) = switch.since.parse::<jiff::Timestamp>() else {
             return false;
+        };
+        // The words end there or go on after a space: "… to blue" is not "… to blue2".
+        let of_this_switch = |message: &str| {
+            message
+                .strip_prefix(switch.words.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
         };
         let events: Api<Event> = Api::namespaced(self.client.clone(), self.namespace);
         let params = kube::api::ListParams::default()
@@ -212,6 +218,7 @@ impl Applier<'_> {
                     .as_ref()
                     .or(e.last_timestamp.as_ref())
                     .is_some_and(|t| t.0.as_second() >= since.as_second())
+                    && e.message.as_deref().is_some_and(of_this_switch)
             }),
             // Cannot tell: record it (a duplicate Event is harmless).
             Err(_) => false,
@@ -452,7 +459,7 @@ impl Applier<'_> {
             event_type: "Warning".into(),
             reason: "Reverted".into(),
             message: format!("the switch to {from} was put back by {who}"),
-            unless_since: None,
+            unless_recorded: None,
         };
         let _ = Box::pin(self.run_step(&event)).await;
     }
@@ -742,10 +749,10 @@ impl Applier<'_> {
                 event_type,
                 reason,
                 message,
-                unless_since,
+                unless_recorded,
             } => {
-                if let Some(since) = unless_since
-                    && self.event_recorded(service, reason, since).await
+                if let Some(switch) = unless_recorded
+                    && self.event_recorded(service, reason, switch).await
                 {
                     self.record(step, "already recorded", None);
                     return Ok(());

@@ -539,7 +539,7 @@ async fn after_switch(
             event_type: "Warning".into(),
             reason: "PartialSwitch".into(),
             message: message.clone(),
-            unless_since: None,
+            unless_recorded: None,
         };
         let progress = Progress::new(false, true);
         let applier = Applier {

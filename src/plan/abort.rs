@@ -12,7 +12,7 @@ use super::steps::{
     active_service_names, endpoint_hold_secs, event_step, follow_preview, live_replicas, move_hpa,
     record_step, retire_step, scale_step, settle_step, switch,
 };
-use super::{Action, Actor, Outcome, Plan, Step};
+use super::{Action, Actor, Outcome, Plan, Step, SwitchEvent};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role, Slot};
 
@@ -92,17 +92,21 @@ pub fn abort(app: &App, req: &AbortRequest, actor: &Actor) -> Result<Plan> {
             hold_secs: endpoint_hold_secs(app),
         });
         // The interrupted run may have died between the switch and its Event.
+        let words = format!("traffic switched back from {} to {live}", h.from);
         let mut event = event_step(
             app,
             "Warning",
             "Aborted",
-            format!(
-                "traffic switched back from {} to {live} by {} (finished by {})",
-                h.from, h.by, actor.user
-            ),
+            format!("{words} by {} (finished by {})", h.by, actor.user),
         );
-        if let Step::CreateEvent { unless_since, .. } = &mut event {
-            *unless_since = Some(h.at.clone());
+        if let Step::CreateEvent {
+            unless_recorded, ..
+        } = &mut event
+        {
+            *unless_recorded = Some(SwitchEvent {
+                since: h.at.clone(),
+                words,
+            });
         }
         plan.steps.push(event);
         plan.steps.extend(follow_preview(app, &h.from));

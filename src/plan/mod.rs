@@ -112,10 +112,10 @@ pub enum Step {
         event_type: String,
         reason: String,
         message: String,
-        /// Only if no Event with this reason was recorded at or after this time (a
-        /// finishing re-run, which cannot know whether the interrupted run recorded it).
+        /// Only if this switch's Event is not there yet (a finishing re-run, which
+        /// cannot know whether the interrupted run recorded it).
         #[serde(skip_serializing_if = "Option::is_none")]
-        unless_since: Option<String>,
+        unless_recorded: Option<SwitchEvent>,
     },
     /// Wait until the Deployment is rolled out at its latest generation.
     #[serde(rename_all = "camelCase")]
@@ -287,6 +287,18 @@ impl Step {
             }
         }
     }
+}
+
+/// How a finishing run tells that a switch's Event was recorded: an Event with the
+/// step's reason, at or after `since` (the history entry's time), whose message starts
+/// with `words` ("traffic switched from green to blue"). Both times are whole seconds,
+/// so the time alone would take the Event of another switch in the same second (the
+/// opposite one, a moment before) for this one's.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SwitchEvent {
+    pub since: String,
+    pub words: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

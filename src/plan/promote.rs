@@ -11,7 +11,7 @@ use super::steps::{
     active_service_names, check_targets, delay_step, endpoint_hold_secs, event_step,
     follow_preview, live_replicas, move_hpa, retire_step, settle_step, switch,
 };
-use super::{Action, Actor, CheckSpec, Outcome, Plan, Step};
+use super::{Action, Actor, CheckSpec, Outcome, Plan, Step, SwitchEvent};
 use crate::error::{Error, Reason, Result};
 use crate::model::{App, Role, Slot};
 use std::time::Duration;
@@ -150,17 +150,21 @@ pub fn promote(app: &App, req: &PromoteRequest, actor: &Actor) -> Result<Plan> {
         });
         // The interrupted run may have died between the switch and its Event.
         if let (Some(h), Some(old)) = (last.filter(|h| h.action == Action::Promote), other) {
+            let words = format!("traffic switched from {} to {live}", old.color);
             let mut event = event_step(
                 app,
                 "Normal",
                 "Promoted",
-                format!(
-                    "traffic switched from {} to {live} by {} (finished by {})",
-                    old.color, h.by, actor.user
-                ),
+                format!("{words} by {} (finished by {})", h.by, actor.user),
             );
-            if let Step::CreateEvent { unless_since, .. } = &mut event {
-                *unless_since = Some(h.at.clone());
+            if let Step::CreateEvent {
+                unless_recorded, ..
+            } = &mut event
+            {
+                *unless_recorded = Some(SwitchEvent {
+                    since: h.at.clone(),
+                    words,
+                });
             }
             plan.steps.push(event);
         }
@@ -477,13 +481,19 @@ mod tests {
             ["wait serving shop-green", "event Promoted"],
             "nothing is switched back"
         );
-        let Some(Step::CreateEvent { unless_since, .. }) = plan.steps.last() else {
+        let Some(Step::CreateEvent {
+            unless_recorded, ..
+        }) = plan.steps.last()
+        else {
             panic!()
         };
         assert_eq!(
-            unless_since.as_deref(),
-            Some("2026-11-21T00:00:00Z"),
-            "only if the interrupted run did not record it"
+            unless_recorded.as_ref(),
+            Some(&SwitchEvent {
+                since: "2026-11-21T00:00:00Z".into(),
+                words: "traffic switched from blue to green".into()
+            }),
+            "only if the interrupted run did not record this switch's Event"
         );
         let plan = promote(
             &app,

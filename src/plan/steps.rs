@@ -347,7 +347,7 @@ pub(super) fn event_step(app: &App, event_type: &str, reason: &str, message: Str
         event_type: event_type.into(),
         reason: reason.into(),
         message,
-        unless_since: None,
+        unless_recorded: None,
     }
 }
 

@@ -973,3 +973,65 @@ async fn ctrl_c_during_the_scale_down_countdown_keeps_the_old_slot() {
         "lease released"
     );
 }
+
+/// A re-run that finishes a switch records its Event unless that switch's Event exists:
+/// an Event of an earlier switch in the same second (history and Event times are whole
+/// seconds) is not this one's. Found by the safety campaign (seed 1007 with read
+/// hints): a promote killed between its switch and its Event, one second after the
+/// opposite switch, was finished without an Event. Here the clock is fixed, so every
+/// switch falls in one second, and the Event is lost to 500s instead of a kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_switch_gets_its_own_event_even_in_the_second_of_another() {
+    let world = World::new(&[CONTRACT]).await;
+    let run = async |args: &[&str]| {
+        let out = world.bluegreen(args).await;
+        assert_eq!(out.code, 0, "{args:?}: {out:?}");
+        out
+    };
+    run(&[
+        "set-image",
+        "shop",
+        "web=registry.example.com/shop/web:1.5.0",
+    ])
+    .await;
+    run(&["promote", "shop"]).await;
+    run(&[
+        "set-image",
+        "shop",
+        "web=registry.example.com/shop/web:1.6.0",
+    ])
+    .await;
+    // Every attempt at the second promote's Event fails; the switch itself lands.
+    world
+        .sim
+        .cluster()
+        .add_fault(Fault::new("create", "events", FaultAction::Status(500)).times(3));
+    run(&["promote", "shop"]).await;
+    let switched = |from: &str, to: &str| {
+        let words = format!("traffic switched from {from} to {to} ");
+        world
+            .sim
+            .list("events", "default")
+            .iter()
+            .filter(|e| e["reason"] == "Promoted")
+            .filter(|e| e["message"].as_str().is_some_and(|m| m.starts_with(&words)))
+            .count()
+    };
+    assert_eq!(
+        (switched("blue", "green"), switched("green", "blue")),
+        (1, 0)
+    );
+    world.sim.cluster().clear_faults();
+    run(&["promote", "shop"]).await;
+    assert_eq!(
+        (switched("blue", "green"), switched("green", "blue")),
+        (1, 1),
+        "the finishing run recorded the green → blue switch"
+    );
+    // And only once: a further re-run finds it.
+    run(&["promote", "shop"]).await;
+    assert_eq!(
+        (switched("blue", "green"), switched("green", "blue")),
+        (1, 1)
+    );
+}
