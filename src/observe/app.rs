@@ -167,7 +167,10 @@ async fn read(
     // Round 2, unless the guess sent with round 1 asked the same.
     let (deployments, replicasets, pods, slices, preview_services, all_services) = match guessed {
         Some((guess, answers)) if guess == follow_up => answers?,
-        _ => {
+        guessed => {
+            if guessed.is_some() {
+                tracing::debug!(app = name, "read hint stale: round 2 asks anew");
+            }
             if let Some(hints) = hints {
                 hints.save(namespace, name, &follow_up);
             }

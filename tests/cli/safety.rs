@@ -1234,6 +1234,20 @@ impl Trial<'_> {
         self.clear_injections();
         self.shared.lock().unwrap().pending.clear();
         let log = c.request_log();
+        // BLUEGREEN_SAFETY_DUMP=1: each step's writes and Service reads, to see where a
+        // reproduced violation's command went.
+        if std::env::var_os("BLUEGREEN_SAFETY_DUMP").is_some() {
+            eprintln!("=== step {n}");
+            for e in &log {
+                if e.method != "GET" || e.path.contains("/services") {
+                    let body: String = e.body.chars().take(300).collect();
+                    eprintln!(
+                        "{} {} {} {}?{} {}",
+                        e.arrived, e.method, e.code, e.path, e.query, body
+                    );
+                }
+            }
+        }
 
         // Nothing deleted.
         for e in log.iter().filter(|e| e.method == "DELETE") {
