@@ -7,7 +7,8 @@
 //! an edit by "another operator" while it runs, such edits on their own (a careful
 //! operator: switch one Service to a fully available slot, scale up or re-image a slot that
 //! serves nothing), injected faults (403 on one object, 409, 429, 5xx, cut watches, API
-//! latency, failing Lease renewals), and SIGKILL after k writes followed by a re-run.
+//! latency, failing Lease renewals, stale read hints), and SIGKILL after k writes followed
+//! by a re-run.
 //!
 //! Invariants (design §4), checked after every step from the traffic load, the request log
 //! (only the plugin talks HTTP to the sim; the test's own edits go through the library)
