@@ -7,6 +7,7 @@
 use crate::cli::GlobalOpts;
 use crate::error::{Error, Reason, Result};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A ready client and what the commands need to know about where it points.
@@ -329,12 +330,13 @@ where
         })?;
         tls = tls.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
     }
-    let mut connector =
+    let mut timed =
         hyper_timeout::TimeoutConnector::new(tls.enable_all_versions().wrap_connector(transport));
-    connector.set_connect_timeout(config.connect_timeout);
-    connector.set_read_timeout(config.read_timeout);
-    connector.set_write_timeout(config.write_timeout);
-    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    timed.set_connect_timeout(config.connect_timeout);
+    timed.set_read_timeout(config.read_timeout);
+    timed.set_write_timeout(config.write_timeout);
+    timed.set_reset_reader_on_write(config.reset_reader_on_write);
+    let connector = FirstConnect::new(timed);
     // One HTTP/2 connection carries every request, so a dead one must be noticed: pinged
     // after 30 s without a frame and dropped 15 s later without an answer, as client-go's
     // ReadIdleTimeout and PingTimeout do (a long `wait` or `--bake` outlives NAT timeouts).
@@ -361,4 +363,101 @@ where
         .map_err(tower::BoxError::from)
         .service(http);
     Ok(kube::Client::new(service, config.default_namespace.clone()))
+}
+
+/// How long a request that waits for another's connection holds its own connect once
+/// that connection turned out HTTP/2: the pool hands it the shared connection within a
+/// moment, and this connect is then dropped in the background. Only if the HTTP/2
+/// handshake after ALPN fails does a request see this hold end, in an error.
+const JOIN_HOLD: Duration = Duration::from_secs(10);
+
+/// One connection for the requests a command sends at once. hyper's pool learns that a
+/// connection speaks HTTP/2 only from ALPN, after its TLS handshake, so each request
+/// sent before that opens a connection of its own, and all but one are closed once
+/// ALPN says h2 (a read round of 8 requests made 8 TCP and TLS handshakes, on both
+/// sides). Here, while one connect is under way the others wait for it; then, over
+/// HTTP/2, they hold, and the pool gives their requests the shared connection; over
+/// HTTP/1.1, or when it failed, they connect on their own.
+#[derive(Clone)]
+struct FirstConnect<C> {
+    inner: C,
+    /// The connect under way, if any: its outcome, once known (`Some(true)`: HTTP/2).
+    under_way: Arc<Mutex<Option<tokio::sync::watch::Receiver<Option<bool>>>>>,
+}
+
+impl<C> FirstConnect<C> {
+    fn new(inner: C) -> Self {
+        FirstConnect {
+            inner,
+            under_way: Arc::default(),
+        }
+    }
+}
+
+impl<C> tower::Service<http::Uri> for FirstConnect<C>
+where
+    C: tower::Service<http::Uri> + Clone + Send + 'static,
+    C::Response: hyper_util::client::legacy::connect::Connection + Send,
+    C::Future: Send + 'static,
+    C::Error: Into<tower::BoxError>,
+{
+    type Response = C::Response;
+    type Error = tower::BoxError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::result::Result<C::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::result::Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        use hyper_util::client::legacy::connect::Connection as _;
+        // The service that was polled ready does the connect; a fresh clone stays here.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let mut under_way = self.under_way.lock().unwrap_or_else(|e| e.into_inner());
+        let leader = match under_way.as_ref() {
+            Some(outcome) => Err(outcome.clone()),
+            None => {
+                let (tx, rx) = tokio::sync::watch::channel(None);
+                *under_way = Some(rx);
+                Ok(tx)
+            }
+        };
+        drop(under_way);
+        let slot = self.under_way.clone();
+        Box::pin(async move {
+            match leader {
+                Ok(tx) => {
+                    let connected = inner.call(uri).await.map_err(Into::into);
+                    let h2 = connected
+                        .as_ref()
+                        .is_ok_and(|io| io.connected().is_negotiated_h2());
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    // Dropped unsent (this future dropped mid-connect), the waiters read
+                    // it as a failure and connect on their own.
+                    let _ = tx.send(Some(h2));
+                    connected
+                }
+                Err(mut outcome) => {
+                    let h2 = match outcome.wait_for(Option::is_some).await {
+                        Ok(h2) => *h2 == Some(true),
+                        Err(_) => false,
+                    };
+                    if h2 {
+                        tokio::time::sleep(JOIN_HOLD).await;
+                        return Err("this request shares the command's HTTP/2 connection".into());
+                    }
+                    std::future::poll_fn(|cx| inner.poll_ready(cx))
+                        .await
+                        .map_err(Into::into)?;
+                    inner.call(uri).await.map_err(Into::into)
+                }
+            }
+        })
+    }
 }

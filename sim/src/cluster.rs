@@ -8,7 +8,7 @@ use crate::store::Store;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -229,6 +229,8 @@ pub struct Cluster {
     watch_bytes_served: AtomicU64,
     /// TLS connections accepted, with the protocol they negotiated: (HTTP/1.1, HTTP/2).
     connections: (AtomicU32, AtomicU32),
+    /// Offer HTTP/1.1 only by ALPN (`set_http1_only`).
+    http1_only: AtomicBool,
     /// When set, only what these rules allow is permitted (403 otherwise), like a user
     /// bound to exactly these Roles; reviews and discovery stay open, as upstream.
     rbac: RwLock<Option<Vec<PolicyRule>>>,
@@ -261,6 +263,7 @@ impl Cluster {
             bytes_served: AtomicU64::new(0),
             watch_bytes_served: AtomicU64::new(0),
             connections: (AtomicU32::new(0), AtomicU32::new(0)),
+            http1_only: AtomicBool::new(false),
             rbac: RwLock::new(None),
             traffic_enabled: std::sync::atomic::AtomicBool::new(false),
             pod_servers: RwLock::new(Default::default()),
@@ -506,6 +509,16 @@ impl Cluster {
             self.connections.0.load(Ordering::SeqCst),
             self.connections.1.load(Ordering::SeqCst),
         )
+    }
+
+    /// From now on, new connections are offered HTTP/1.1 only, as by an API server
+    /// behind a proxy or load balancer that does not speak HTTP/2.
+    pub fn set_http1_only(&self, only: bool) {
+        self.http1_only.store(only, Ordering::SeqCst);
+    }
+
+    pub(crate) fn http1_only(&self) -> bool {
+        self.http1_only.load(Ordering::SeqCst)
     }
 
     pub(crate) fn count_connection(&self, h2: bool) {

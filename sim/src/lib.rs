@@ -119,13 +119,22 @@ impl Sim {
             address: addr.to_string(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config.clone());
+        let http1_acceptor = {
+            let mut config = (*tls.server_config).clone();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        };
         let accept_task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
+                let acceptor = if ctx.cluster.http1_only() {
+                    http1_acceptor.clone()
+                } else {
+                    acceptor.clone()
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let handshake = ctx.cluster.timing().handshake;
