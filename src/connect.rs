@@ -385,6 +385,21 @@ struct FirstConnect<C> {
     under_way: Arc<Mutex<Option<tokio::sync::watch::Receiver<Option<bool>>>>>,
 }
 
+/// The leading connect's hold on `FirstConnect::under_way`, let go when it ends.
+struct Leading {
+    slot: Arc<Mutex<Option<tokio::sync::watch::Receiver<Option<bool>>>>>,
+    mine: tokio::sync::watch::Receiver<Option<bool>>,
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|rx| rx.same_channel(&self.mine)) {
+            *slot = None;
+        }
+    }
+}
+
 impl<C> FirstConnect<C> {
     fn new(inner: C) -> Self {
         FirstConnect {
@@ -433,13 +448,17 @@ where
         Box::pin(async move {
             match leader {
                 Ok(tx) => {
+                    // Done or dropped mid-connect (its request given up), the next
+                    // connect leads again; a dropped one's waiters read the unsent
+                    // outcome as a failure and connect on their own.
+                    let _leading = Leading {
+                        slot,
+                        mine: tx.subscribe(),
+                    };
                     let connected = inner.call(uri).await.map_err(Into::into);
                     let h2 = connected
                         .as_ref()
                         .is_ok_and(|io| io.connected().is_negotiated_h2());
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    // Dropped unsent (this future dropped mid-connect), the waiters read
-                    // it as a failure and connect on their own.
                     let _ = tx.send(Some(h2));
                     connected
                 }
@@ -459,5 +478,138 @@ where
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper_util::client::legacy::connect::{Connected, Connection};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::Service;
+
+    /// A connection that says whether ALPN chose h2.
+    struct Io(bool);
+
+    impl Connection for Io {
+        fn connected(&self) -> Connected {
+            let c = Connected::new();
+            if self.0 { c.negotiated_h2() } else { c }
+        }
+    }
+
+    /// A connector that counts its connects; the first one hangs when `hang_first`.
+    #[derive(Clone)]
+    struct Fake {
+        calls: Arc<AtomicUsize>,
+        h2: bool,
+        hang_first: bool,
+        go: Arc<tokio::sync::Notify>,
+    }
+
+    impl Service<http::Uri> for Fake {
+        type Response = Io;
+        type Error = std::io::Error;
+        type Future =
+            std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Io>> + Send>>;
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Uri) -> Self::Future {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let (h2, go) = (self.h2, self.go.clone());
+            let hang = self.hang_first && n == 0;
+            Box::pin(async move {
+                if hang {
+                    std::future::pending::<()>().await;
+                }
+                go.notified().await;
+                Ok(Io(h2))
+            })
+        }
+    }
+
+    fn fake(h2: bool, hang_first: bool) -> Fake {
+        Fake {
+            calls: Arc::default(),
+            h2,
+            hang_first,
+            go: Arc::default(),
+        }
+    }
+
+    fn uri() -> http::Uri {
+        "https://api.example:6443".parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connects_sent_together_wait_for_the_first_and_join_it_over_http2() {
+        let inner = fake(true, false);
+        let mut gate = FirstConnect::new(inner.clone());
+        let first = tokio::spawn(gate.call(uri()));
+        let second = tokio::spawn(gate.call(uri()));
+        tokio::task::yield_now().await;
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1, "the second waits");
+        inner.go.notify_waiters();
+        assert!(first.await.unwrap().is_ok());
+        // Over HTTP/2 the second never connects: the pool hands it the first's connection
+        // meanwhile, and its own connect ends (in the background) after the hold.
+        let joined = second.await.unwrap();
+        assert!(joined.is_err());
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_http1_the_waiting_connects_go_on_their_own() {
+        let inner = fake(false, false);
+        let mut gate = FirstConnect::new(inner.clone());
+        let first = tokio::spawn(gate.call(uri()));
+        let second = tokio::spawn(gate.call(uri()));
+        tokio::task::yield_now().await;
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 1);
+        inner.go.notify_waiters();
+        assert!(first.await.unwrap().is_ok());
+        while inner.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        inner.go.notify_waiters();
+        assert!(second.await.unwrap().is_ok(), "its own HTTP/1.1 connection");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_connect_given_up_lets_the_next_lead() {
+        let inner = fake(true, true);
+        let mut gate = FirstConnect::new(inner.clone());
+        let first = tokio::spawn(gate.call(uri()));
+        let waiting = tokio::spawn(gate.call(uri()));
+        tokio::task::yield_now().await;
+        first.abort();
+        let _ = first.await;
+        // Its waiter connects on its own, and a later connect leads instead of waiting.
+        while inner.calls.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let later = tokio::spawn(gate.call(uri()));
+        while inner.calls.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+        // `later` leads: a connect sent meanwhile waits for it.
+        let after = tokio::spawn(gate.call(uri()));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            3,
+            "waits for the new leader"
+        );
+        inner.go.notify_waiters();
+        assert!(waiting.await.unwrap().is_ok());
+        assert!(later.await.unwrap().is_ok());
+        assert!(after.await.unwrap().is_err(), "joins its HTTP/2 connection");
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
     }
 }
