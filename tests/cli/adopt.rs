@@ -39,7 +39,8 @@ async fn init_adopts_a_plain_app_without_ever_emptying_the_endpoints() {
         async move {
             tokio::process::Command::new(crate::plugin_bin())
                 .args(["init", "nginx-svc"])
-                .env("KUBECONFIG", kc)
+                .env("KUBECONFIG", &kc)
+                .env("KUBECACHEDIR", crate::cache_of(&kc))
                 .output()
                 .await
                 .unwrap()

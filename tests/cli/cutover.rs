@@ -158,6 +158,7 @@ async fn a_sigkill_during_the_bake_resumes_on_rerun() {
     let mut child = tokio::process::Command::new(crate::plugin_bin())
         .args(promote)
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)

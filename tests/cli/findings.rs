@@ -82,6 +82,7 @@ fn spawn(world: &World, args: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(crate::plugin_bin())
         .args(args)
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)

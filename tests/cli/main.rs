@@ -212,6 +212,15 @@ pub async fn interrupt(child: tokio::process::Child) -> Out {
     }
 }
 
+/// Where a test that runs the plugin itself has it keep its read hints: beside the
+/// world's kubeconfig (the developer's own `~/.kube/cache` is left alone).
+pub fn cache_of(kubeconfig: &Path) -> PathBuf {
+    kubeconfig
+        .parent()
+        .expect("a kubeconfig in a directory")
+        .join(".kube/cache")
+}
+
 /// The plugin binary: the one this test build made, unless `BLUEGREEN_PLUGIN_BIN` names a
 /// copy (a long campaign runs a copy, so that rebuilding meanwhile does not change it).
 pub fn plugin_bin() -> PathBuf {

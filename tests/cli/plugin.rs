@@ -285,6 +285,7 @@ async fn status_watch_redraws_on_a_change_and_exits_0_on_ctrl_c() {
     let mut child = tokio::process::Command::new(k)
         .args(["bluegreen", "status", "shop", "--watch"])
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .env(
             "PATH",
             format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap()),
@@ -386,6 +387,7 @@ async fn watch_survives_dropped_watch_streams() {
     let mut child = tokio::process::Command::new(crate::plugin_bin())
         .args(["status", "shop", "--watch"])
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -441,6 +443,7 @@ async fn colour_only_on_a_terminal_and_never_with_no_color() {
         std::process::Command::new("script")
             .args(["-qec", &cmd, "/dev/null"])
             .env("KUBECONFIG", world.kubeconfig())
+            .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
             .env_remove("NO_COLOR")
             .output()
             .unwrap()
@@ -460,6 +463,7 @@ async fn colour_only_on_a_terminal_and_never_with_no_color() {
     let out = std::process::Command::new("script")
         .args(["-qec", &format!("{bin} status shop -o json"), "/dev/null"])
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .output()
         .unwrap();
     assert!(
@@ -486,6 +490,7 @@ async fn a_closed_pipe_exits_0_silently() {
             ),
         ])
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "exit=0\n");

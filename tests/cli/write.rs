@@ -393,7 +393,8 @@ async fn the_old_slot_is_scaled_down_only_after_endpoints_moved() {
         async move {
             tokio::process::Command::new(bin)
                 .args(["promote", "shop", "--scale-down-old=0s"])
-                .env("KUBECONFIG", kc)
+                .env("KUBECONFIG", &kc)
+                .env("KUBECACHEDIR", crate::cache_of(&kc))
                 .output()
                 .await
                 .unwrap()
@@ -504,7 +505,8 @@ async fn eight_concurrent_promotes_switch_exactly_once() {
         tasks.push(tokio::spawn(async move {
             tokio::process::Command::new(bin)
                 .args(["promote", "shop"])
-                .env("KUBECONFIG", kc)
+                .env("KUBECONFIG", &kc)
+                .env("KUBECACHEDIR", crate::cache_of(&kc))
                 .output()
                 .await
                 .unwrap()
@@ -762,6 +764,7 @@ pub async fn kill_after_writes(world: &World, args: &[&str], k: usize) -> bool {
     let mut child = tokio::process::Command::new(crate::plugin_bin())
         .args(args)
         .env("KUBECONFIG", world.kubeconfig())
+        .env("KUBECACHEDIR", crate::cache_of(&world.kubeconfig()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
